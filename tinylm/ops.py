@@ -1,0 +1,207 @@
+"""The operations of a Llama-style transformer, each as a forward and a backward function.
+
+Every forward returns its output plus whatever its backward needs (a "cache"); every backward
+takes the gradient of the loss with respect to the output (`d_out`) and returns the gradients
+with respect to the inputs and weights. Shapes: B batch, T time, D model width, H query heads,
+K key/value heads, S head size, F hidden width, V vocabulary.
+
+Matrices are stored (out, in), as in llama2.c, so a linear layer is y = x @ W.T.
+The code works in whatever float dtype it is given (float32 to train, float64 to check
+gradients) and avoids temporaries where it can: in NumPy the elementwise passes, not the
+matrix products, are what cost time at these sizes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+# ----------------------------------------------------------------------------------------------
+# Embedding: y[b, t] = table[ids[b, t]]
+# The gradient of a row is the sum of the output gradients of every position that looked it up.
+
+def embedding_forward(table, ids):
+    return table[ids]
+
+
+def embedding_backward(d_out, ids, vocab_size):
+    d_table = np.zeros((vocab_size, d_out.shape[-1]), dtype=d_out.dtype)
+    np.add.at(d_table, ids.reshape(-1), d_out.reshape(-1, d_out.shape[-1]))
+    return d_table
+
+
+# ----------------------------------------------------------------------------------------------
+# RMSNorm over rows x: (N, D):  y = x * r * w,  r = 1 / sqrt(mean(x^2) + eps)
+# dx = r * (g - x_hat * mean(g * x_hat)) with g = dy * w and x_hat = x * r;  dw = sum(dy * x_hat).
+
+def rmsnorm_forward(x, weight, eps):
+    mean_square = np.einsum("nd,nd->n", x, x)[:, None] / x.shape[-1]
+    rstd = 1.0 / np.sqrt(mean_square + eps)
+    x_hat = x * rstd
+    return x_hat * weight, (x_hat, rstd, weight)
+
+
+def rmsnorm_backward(d_out, cache):
+    x_hat, rstd, weight = cache
+    d_weight = np.einsum("nd,nd->d", d_out, x_hat)
+    g = d_out * weight
+    mean_gx = np.einsum("nd,nd->n", g, x_hat)[:, None] / x_hat.shape[-1]
+    g -= x_hat * mean_gx
+    g *= rstd
+    return g, d_weight
+
+
+# ----------------------------------------------------------------------------------------------
+# Linear: y = x @ W.T   ->   dx = dy @ W,   dW = dy.T @ x   (rows of all positions summed)
+
+def linear_forward(x, weight):
+    return x @ weight.T
+
+
+def linear_backward(d_out, x, weight):
+    d_x = d_out @ weight
+    d_weight = d_out.reshape(-1, d_out.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+    return d_x, d_weight
+
+
+# ----------------------------------------------------------------------------------------------
+# Rotary position embedding (RoPE), on interleaved pairs (x[2i], x[2i+1]) as in llama2.c:
+# each pair at position t is rotated by angle t * theta^(-2i/S):
+#   y0 = x0 cos - x1 sin,   y1 = x0 sin + x1 cos.
+# A rotation's transpose is the rotation by -angle, so the backward rotates the gradient back.
+
+def rope_tables(seq_len, head_dim, theta, dtype):
+    inv_freq = theta ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    angles = np.outer(np.arange(seq_len, dtype=np.float64), inv_freq)      # (T, S/2)
+    return np.cos(angles).astype(dtype), np.sin(angles).astype(dtype)
+
+
+def _rotate(x, cos, sin):
+    """x: (B, T, heads, S); cos/sin: (T, S/2). Returns x rotated pairwise."""
+    pairs = x.reshape(*x.shape[:-1], -1, 2)
+    x0, x1 = pairs[..., 0], pairs[..., 1]
+    cos, sin = cos[:, None, :], sin[:, None, :]      # broadcast over heads
+    out = np.empty_like(pairs)
+    np.multiply(x0, cos, out=out[..., 0])
+    out[..., 0] -= x1 * sin
+    np.multiply(x0, sin, out=out[..., 1])
+    out[..., 1] += x1 * cos
+    return out.reshape(x.shape)
+
+
+def rope_forward(x, cos, sin):
+    return _rotate(x, cos, sin)
+
+
+def rope_backward(d_out, cos, sin):
+    return _rotate(d_out, cos, -sin)
+
+
+# ----------------------------------------------------------------------------------------------
+# Causal self-attention with grouped key/value heads (GQA).
+# Query head h reads key/value head h // (H/K). For one head:
+#   scores = q k^T / sqrt(S) (future positions masked),  P = softmax(scores),  y = P v
+# Backward:  dP = dy v^T,  dv = P^T dy,
+#   dscores = P * (dP - rowsum(dP * P)) / sqrt(S),  dq = dscores k,  dk = dscores^T q.
+# The G = H/K query heads sharing a key/value head are stacked as one (G*T, S) block, so each
+# product is one batched matrix multiply and the shared k, v need no copies.
+
+def _group_queries(x, n_kv_heads):
+    """(B, T, H, S) -> (B, K, G*T, S): the G query heads of each kv head stacked along time."""
+    B, T, H, S = x.shape
+    G = H // n_kv_heads
+    return x.reshape(B, T, n_kv_heads, G, S).transpose(0, 2, 3, 1, 4).reshape(B, n_kv_heads, G * T, S)
+
+
+def _ungroup_queries(x, T):
+    """(B, K, G*T, S) -> (B, T, H, S), the inverse of _group_queries."""
+    B, K, GT, S = x.shape
+    G = GT // T
+    return x.reshape(B, K, G, T, S).transpose(0, 3, 1, 2, 4).reshape(B, T, K * G, S)
+
+
+def causal_mask(n_queries, n_keys, G, dtype):
+    """(G*n_queries, n_keys) additive mask: 0 where a query may look, -inf at future keys.
+    The queries are the last n_queries of the n_keys positions (a prompt continuing a cache)."""
+    future = np.triu(np.ones((n_queries, n_keys), dtype=bool), k=1 + n_keys - n_queries)
+    return np.tile(np.where(future, -np.inf, 0.0).astype(dtype), (G, 1))
+
+
+def attention_forward(q, k, v, mask):
+    """q: (B, T, H, S); k, v: (B, T_keys, K, S); mask from causal_mask. Returns y like q."""
+    B, T, H, S = q.shape
+    K = k.shape[2]
+    qg = _group_queries(q, K) * (1.0 / np.sqrt(S))       # scale the small tensor, not the scores
+    kt = k.transpose(0, 2, 1, 3)                          # (B, K, T, S)
+    vt = v.transpose(0, 2, 1, 3)
+    probs = qg @ kt.transpose(0, 1, 3, 2)                 # (B, K, G*T, T) scores
+    probs += mask
+    probs -= probs.max(axis=-1, keepdims=True)            # stable softmax, in place
+    np.exp(probs, out=probs)
+    probs *= 1.0 / probs.sum(axis=-1, keepdims=True)
+    y = _ungroup_queries(probs @ vt, T)
+    return y, (qg, kt, vt, probs)
+
+
+def attention_backward(d_out, cache):
+    qg, kt, vt, probs = cache
+    B, K, GT, S = qg.shape
+    T = kt.shape[2]
+    dyg = _group_queries(d_out, K)                         # (B, K, G*T, S)
+    d_vt = probs.transpose(0, 1, 3, 2) @ dyg               # (B, K, T, S)
+    d_scores = dyg @ vt.transpose(0, 1, 3, 2)              # dP, then turned into dscores in place
+    row = np.einsum("bkqt,bkqt->bkq", d_scores, probs)[..., None]
+    d_scores -= row
+    d_scores *= probs
+    d_qg = d_scores @ kt                                   # gradient w.r.t. the scaled queries
+    d_kt = d_scores.transpose(0, 1, 3, 2) @ qg
+    scale = 1.0 / np.sqrt(S)
+    d_q = _ungroup_queries(d_qg, T) * scale
+    d_k = d_kt.transpose(0, 2, 1, 3)                       # qg already carries the scale
+    d_v = d_vt.transpose(0, 2, 1, 3)
+    return d_q, d_k, d_v
+
+
+# ----------------------------------------------------------------------------------------------
+# SwiGLU gate: y = silu(a) * b,  silu(a) = a * sigmoid(a)
+# da = dy * b * sigmoid(a) * (1 + a * (1 - sigmoid(a))),   db = dy * silu(a)
+
+def swiglu_forward(a, b):
+    sig = 1.0 / (1.0 + np.exp(-a))
+    silu = a * sig
+    return silu * b, (a, b, sig, silu)
+
+
+def swiglu_backward(d_out, cache):
+    a, b, sig, silu = cache
+    d_b = d_out * silu
+    d_a = 1.0 - sig                     # reuse one buffer: sig * (1 + a * (1 - sig)) * b * dy
+    d_a *= a
+    d_a += 1.0
+    d_a *= sig
+    d_a *= b
+    d_a *= d_out
+    return d_a, d_b
+
+
+# ----------------------------------------------------------------------------------------------
+# Cross-entropy of the next token: loss = mean over positions of  logsumexp(z) - z[target]
+# dz = (softmax(z) - onehot(target)) / N
+
+def cross_entropy_forward(logits, targets):
+    """logits: (N, V), targets: (N,). Returns mean loss (nats/token) and probabilities."""
+    rows = np.arange(len(targets))
+    probs = logits - logits.max(axis=-1, keepdims=True)
+    target_logits = probs[rows, targets]               # z[target] - max, before exp
+    np.exp(probs, out=probs)
+    sums = probs.sum(axis=-1, keepdims=True)
+    losses = np.log(sums[:, 0]) - target_logits
+    probs *= 1.0 / sums
+    return float(losses.mean()), (probs, targets)
+
+
+def cross_entropy_backward(cache):
+    probs, targets = cache
+    d_logits = probs                    # the cache is not needed again: reuse its buffer
+    d_logits[np.arange(len(targets)), targets] -= 1.0
+    d_logits *= 1.0 / len(targets)
+    return d_logits
