@@ -10,9 +10,11 @@ class TorchLlama(torch.nn.Module):
     def __init__(self, config, params: dict[str, np.ndarray]):
         super().__init__()
         self.config = config
+        # ParameterDict keys may not contain dots; keep tinylm's names alongside
+        self.names = {name.replace(".", "/"): name for name in params}
         self.weights = torch.nn.ParameterDict(
-            {name.replace(".", "_"): torch.nn.Parameter(torch.from_numpy(np.array(value)))
-             for name, value in params.items()})
+            {key: torch.nn.Parameter(torch.from_numpy(np.array(params[name])))
+             for key, name in self.names.items()})
         inv_freq = config.rope_theta ** (-torch.arange(0, config.head_dim, 2, dtype=torch.float64)
                                          / config.head_dim)
         angles = torch.outer(torch.arange(config.max_seq_len, dtype=torch.float64), inv_freq)
@@ -21,7 +23,7 @@ class TorchLlama(torch.nn.Module):
         self.register_buffer("sin", torch.sin(angles).to(dtype))
 
     def w(self, name):
-        return self.weights[name.replace(".", "_")]
+        return self.weights[name.replace(".", "/")]
 
     def rope(self, x):                     # interleaved pairs, x: (B, T, heads, S)
         T = x.shape[1]
@@ -50,6 +52,5 @@ class TorchLlama(torch.nn.Module):
         logits = h @ head.T
         return F.cross_entropy(logits.view(-1, c.vocab_size), targets.reshape(-1))
 
-    def grads(self):
-        return {name.replace("_", ".", name.count("_") and 0) if False else name: p.grad
-                for name, p in self.weights.items()}
+    def grads(self) -> dict[str, np.ndarray]:
+        return {self.names[key]: p.grad.numpy() for key, p in self.weights.items()}

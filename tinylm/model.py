@@ -15,6 +15,7 @@ import numpy as np
 
 from . import ops
 from .config import ModelConfig
+from .threads import single_threaded_blas
 
 
 def init_params(config: ModelConfig, seed: int = 0, dtype=np.float32) -> dict[str, np.ndarray]:
@@ -178,7 +179,7 @@ class Transformer:
             loss, activations = self.forward(tokens[rows], targets[rows])
             return loss, self.backward(activations)
 
-        with ThreadPoolExecutor(n_threads) as pool:
+        with single_threaded_blas(), ThreadPoolExecutor(n_threads) as pool:
             results = list(pool.map(one_part, parts))
         weights = [len(rows) / len(tokens) for rows in parts]
         loss = sum(w * part_loss for w, (part_loss, _) in zip(weights, results))

@@ -129,36 +129,39 @@ def causal_mask(n_queries, n_keys, G, dtype):
 def attention_forward(q, k, v, mask):
     """q: (B, T, H, S); k, v: (B, T_keys, K, S); mask from causal_mask. Returns y like q."""
     B, T, H, S = q.shape
-    K = k.shape[2]
-    qg = _group_queries(q, K) * (1.0 / np.sqrt(S))       # scale the small tensor, not the scores
-    kt = k.transpose(0, 2, 1, 3)                          # (B, K, T, S)
+    K, T_keys = k.shape[2], k.shape[1]
+    qg = _group_queries(q, K) * (1.0 / S ** 0.5)          # scale the small tensor, not the scores
+    kt = k.transpose(0, 2, 1, 3)                          # (B, K, T_keys, S)
     vt = v.transpose(0, 2, 1, 3)
-    probs = qg @ kt.transpose(0, 1, 3, 2)                 # (B, K, G*T, T) scores
+    # The (B, K, G*T, T_keys) scores are the largest tensor in the model: compute them into one
+    # buffer and run the softmax in place on it.
+    probs = np.empty(qg.shape[:3] + (T_keys,), dtype=q.dtype)
+    np.matmul(qg, kt.transpose(0, 1, 3, 2), out=probs)
     probs += mask
-    probs -= probs.max(axis=-1, keepdims=True)            # stable softmax, in place
+    probs -= probs.max(axis=-1, keepdims=True)            # stable softmax
     np.exp(probs, out=probs)
     probs *= 1.0 / probs.sum(axis=-1, keepdims=True)
-    y = _ungroup_queries(probs @ vt, T)
-    return y, (qg, kt, vt, probs)
+    y = np.empty_like(qg)
+    np.matmul(probs, vt, out=y)
+    return _ungroup_queries(y, T), (qg, kt, vt, probs)
 
 
 def attention_backward(d_out, cache):
     qg, kt, vt, probs = cache
     B, K, GT, S = qg.shape
-    T = kt.shape[2]
+    T = GT // (d_out.shape[2] // K)
     dyg = _group_queries(d_out, K)                         # (B, K, G*T, S)
     d_vt = probs.transpose(0, 1, 3, 2) @ dyg               # (B, K, T, S)
-    d_scores = dyg @ vt.transpose(0, 1, 3, 2)              # dP, then turned into dscores in place
+    d_scores = np.empty_like(probs)                        # dP first, then dscores in place
+    np.matmul(dyg, vt.transpose(0, 1, 3, 2), out=d_scores)
     row = np.einsum("bkqt,bkqt->bkq", d_scores, probs)[..., None]
     d_scores -= row
     d_scores *= probs
     d_qg = d_scores @ kt                                   # gradient w.r.t. the scaled queries
-    d_kt = d_scores.transpose(0, 1, 3, 2) @ qg
-    scale = 1.0 / np.sqrt(S)
-    d_q = _ungroup_queries(d_qg, T) * scale
-    d_k = d_kt.transpose(0, 2, 1, 3)                       # qg already carries the scale
-    d_v = d_vt.transpose(0, 2, 1, 3)
-    return d_q, d_k, d_v
+    d_kt = d_scores.transpose(0, 1, 3, 2) @ qg             # qg carries the scale already
+    d_q = _ungroup_queries(d_qg, T)
+    d_q *= 1.0 / S ** 0.5
+    return d_q, d_kt.transpose(0, 2, 1, 3), d_vt.transpose(0, 2, 1, 3)
 
 
 # ----------------------------------------------------------------------------------------------
