@@ -191,35 +191,36 @@ class Transformer:
             grads[name] = total
         return loss, grads
 
-    def logits(self, tokens):
-        """Logits (B, T, V) for a batch of token sequences, without keeping activations."""
-        c = self.config
-        tokens = np.asarray(tokens)
-        B, T = tokens.shape
-        x = ops.embedding_forward(self.params["tok_emb"], tokens).reshape(B * T, c.dim)
-        for i in range(c.n_layers):
-            x, _ = self._block(i, x, B, T, start=0)
-        h, _ = ops.rmsnorm_forward(x, self.params["final_norm"], c.norm_eps)
-        return ops.linear_forward(h, self.lm_head).reshape(B, T, c.vocab_size)
-
     # ------------------------------------------------------------------------------------------
-    # Inference with a key/value cache.
+    # Inference: no activations kept. The matrix products are small, so BLAS's own threads would
+    # cost more in hand-offs than they save.
+
+    def _inference(self, tokens, start=0, past=None):
+        c = self.config
+        B, T = tokens.shape
+        with single_threaded_blas():
+            x = ops.embedding_forward(self.params["tok_emb"], tokens).reshape(B * T, c.dim)
+            for i in range(c.n_layers):
+                x, _ = self._block(i, x, B, T, start, past)
+            h, _ = ops.rmsnorm_forward(x, self.params["final_norm"], c.norm_eps)
+            return ops.linear_forward(h, self.lm_head)
+
+    def logits(self, tokens):
+        """Logits (B, T, V) for a batch of token sequences (B, T)."""
+        tokens = np.asarray(tokens)
+        return self._inference(tokens).reshape(*tokens.shape, self.config.vocab_size)
 
     def forward_cached(self, tokens, cache: "KVCache"):
         """Feed `tokens` (1-D, the next positions after what the cache holds) and return the
         logits (len(tokens), V). One call can take a whole prompt, later calls one token each."""
-        c = self.config
         tokens = np.asarray(tokens).reshape(1, -1)
-        T = tokens.shape[1]
         start = cache.length
-        if start + T > c.max_seq_len:
-            raise ValueError(f"context full: {start + T} tokens > max_seq_len {c.max_seq_len}")
-        x = ops.embedding_forward(self.params["tok_emb"], tokens).reshape(T, c.dim)
-        for i in range(c.n_layers):
-            x, _ = self._block(i, x, 1, T, start, past=cache.extend)
-        cache.length += T
-        h, _ = ops.rmsnorm_forward(x, self.params["final_norm"], c.norm_eps)
-        return ops.linear_forward(h, self.lm_head)
+        if start + tokens.shape[1] > self.config.max_seq_len:
+            raise ValueError(f"context full: {start + tokens.shape[1]} tokens > max_seq_len "
+                             f"{self.config.max_seq_len}")
+        logits = self._inference(tokens, start, past=cache.extend)
+        cache.length += tokens.shape[1]
+        return logits
 
 
 class KVCache:
