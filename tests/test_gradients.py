@@ -71,9 +71,17 @@ def test_linear(rng):
 
 def test_rope(rng):
     x = rng.standard_normal((2, 5, 3, 6))
-    cos, sin = ops.rope_tables(5, 6, 10000.0, np.float64)
+    rotation = ops.rope_table(5, 6, 10000.0, np.float64)
     w = rng.standard_normal(x.shape)
-    check(ops.rope_backward(w, cos, sin), lambda: np.sum(ops.rope_forward(x, cos, sin) * w), x)
+    check(ops.rope_backward(w, rotation), lambda: np.sum(ops.rope_forward(x, rotation) * w), x)
+
+
+def test_rope_rotates_interleaved_pairs():
+    x = np.array([1.0, 0.0, 0.0, 2.0]).reshape(1, 1, 1, 4)
+    rotation = ops.rope_table(2, 4, 100.0, np.float64)[1:]     # position 1: angles 1, 1/10
+    y = ops.rope_forward(x, rotation).ravel()
+    a, b = 1.0, 0.1
+    np.testing.assert_allclose(y, [np.cos(a), np.sin(a), -2 * np.sin(b), 2 * np.cos(b)])
 
 
 @pytest.mark.parametrize("n_heads,n_kv_heads,T,T_keys", [(4, 2, 5, 5), (3, 3, 4, 4), (2, 1, 1, 1),

@@ -49,8 +49,8 @@ class Transformer:
         self.config = config
         self.params = params
         self.dtype = params["tok_emb"].dtype
-        self.rope_cos, self.rope_sin = ops.rope_tables(
-            config.max_seq_len, config.head_dim, config.rope_theta, self.dtype)
+        self.rope = ops.rope_table(config.max_seq_len, config.head_dim, config.rope_theta,
+                                   self.dtype)
         self._masks = {}
 
     @classmethod
@@ -77,11 +77,11 @@ class Transformer:
         pre = f"layers.{i}."
         N = B * T
         h, attn_norm_cache = ops.rmsnorm_forward(x, p[pre + "attn_norm"], c.norm_eps)
-        cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]
+        rotation = self.rope[start:start + T]
         q = ops.linear_forward(h, p[pre + "wq"]).reshape(B, T, c.n_heads, c.head_dim)
         k = ops.linear_forward(h, p[pre + "wk"]).reshape(B, T, c.n_kv_heads, c.head_dim)
         v = ops.linear_forward(h, p[pre + "wv"]).reshape(B, T, c.n_kv_heads, c.head_dim)
-        q, k = ops.rope_forward(q, cos, sin), ops.rope_forward(k, cos, sin)
+        q, k = ops.rope_forward(q, rotation), ops.rope_forward(k, rotation)
         if past is not None:
             k, v = past(i, k, v)
         att, attention_cache = ops.attention_forward(q, k, v, self._mask(T, k.shape[1]))
@@ -112,8 +112,8 @@ class Transformer:
         d_att, grads[pre + "wo"] = ops.linear_backward(d_x, att, p[pre + "wo"])
         d_q, d_k, d_v = ops.attention_backward(d_att.reshape(B, T, c.n_heads, c.head_dim),
                                                attention_cache)
-        cos, sin = self.rope_cos[:T], self.rope_sin[:T]
-        d_q, d_k = ops.rope_backward(d_q, cos, sin), ops.rope_backward(d_k, cos, sin)
+        rotation = self.rope[:T]
+        d_q, d_k = ops.rope_backward(d_q, rotation), ops.rope_backward(d_k, rotation)
         d_h, grads[pre + "wq"] = ops.linear_backward(d_q.reshape(B * T, -1), h, p[pre + "wq"])
         d_h_k, grads[pre + "wk"] = ops.linear_backward(d_k.reshape(B * T, -1), h, p[pre + "wk"])
         d_h_v, grads[pre + "wv"] = ops.linear_backward(d_v.reshape(B * T, -1), h, p[pre + "wv"])

@@ -67,33 +67,28 @@ def linear_backward(d_out, x, weight):
 # Rotary position embedding (RoPE), on interleaved pairs (x[2i], x[2i+1]) as in llama2.c:
 # each pair at position t is rotated by angle t * theta^(-2i/S):
 #   y0 = x0 cos - x1 sin,   y1 = x0 sin + x1 cos.
-# A rotation's transpose is the rotation by -angle, so the backward rotates the gradient back.
+# Read as a complex number x0 + i x1, that is one multiplication: y = x * e^(i angle).
+# A rotation's transpose is the rotation by -angle, so the backward multiplies by e^(-i angle).
 
-def rope_tables(seq_len, head_dim, theta, dtype):
+def rope_table(seq_len, head_dim, theta, dtype):
+    """e^(i angle) for every position and pair: (seq_len, head_dim / 2) complex numbers."""
     inv_freq = theta ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
-    angles = np.outer(np.arange(seq_len, dtype=np.float64), inv_freq)      # (T, S/2)
-    return np.cos(angles).astype(dtype), np.sin(angles).astype(dtype)
+    angles = np.outer(np.arange(seq_len, dtype=np.float64), inv_freq)
+    return np.exp(1j * angles).astype(np.result_type(dtype, np.complex64))
 
 
-def _rotate(x, cos, sin):
-    """x: (B, T, heads, S); cos/sin: (T, S/2). Returns x rotated pairwise."""
-    pairs = x.reshape(*x.shape[:-1], -1, 2)
-    x0, x1 = pairs[..., 0], pairs[..., 1]
-    cos, sin = cos[:, None, :], sin[:, None, :]      # broadcast over heads
-    out = np.empty_like(pairs)
-    np.multiply(x0, cos, out=out[..., 0])
-    out[..., 0] -= x1 * sin
-    np.multiply(x0, sin, out=out[..., 1])
-    out[..., 1] += x1 * cos
-    return out.reshape(x.shape)
+def _rotate(x, rotation):
+    """x: (B, T, heads, S) real; rotation: (T, S/2) complex. The pairs of x seen as complex."""
+    pairs = np.ascontiguousarray(x).view(rotation.dtype)        # (B, T, heads, S/2)
+    return (pairs * rotation[:, None, :]).view(x.dtype)
 
 
-def rope_forward(x, cos, sin):
-    return _rotate(x, cos, sin)
+def rope_forward(x, rotation):
+    return _rotate(x, rotation)
 
 
-def rope_backward(d_out, cos, sin):
-    return _rotate(d_out, cos, -sin)
+def rope_backward(d_out, rotation):
+    return _rotate(d_out, rotation.conj())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,7 +164,10 @@ def attention_backward(d_out, cache):
 # da = dy * b * sigmoid(a) * (1 + a * (1 - sigmoid(a))),   db = dy * silu(a)
 
 def swiglu_forward(a, b):
-    sig = 1.0 / (1.0 + np.exp(-a))
+    sig = np.negative(a)                # sigmoid(a) = 1 / (1 + exp(-a)), in one buffer
+    np.exp(sig, out=sig)
+    sig += 1.0
+    np.reciprocal(sig, out=sig)
     silu = a * sig
     return silu * b, (a, b, sig, silu)
 
