@@ -85,8 +85,9 @@ def test_rope_rotates_interleaved_pairs():
 
 
 @pytest.mark.parametrize("n_heads,n_kv_heads,T,T_keys", [(4, 2, 5, 5), (3, 3, 4, 4), (2, 1, 1, 1),
-                                                         (4, 2, 2, 6)])
-def test_attention(rng, n_heads, n_kv_heads, T, T_keys):
+                                                         (4, 2, 2, 6), (2, 1, 7, 7), (2, 2, 3, 8)])
+def test_attention(rng, monkeypatch, n_heads, n_kv_heads, T, T_keys):
+    monkeypatch.setattr(ops, "QUERY_BLOCK", 3)        # several blocks, the last one partial
     S = 4
     q = rng.standard_normal((2, T, n_heads, S))
     k = rng.standard_normal((2, T_keys, n_kv_heads, S))
@@ -99,6 +100,21 @@ def test_attention(rng, n_heads, n_kv_heads, T, T_keys):
     check(d_q, f, q)
     check(d_k, f, k)
     check(d_v, f, v)
+
+
+def test_attention_blocks_do_not_change_the_result(rng, monkeypatch):
+    q, k, v = (rng.standard_normal((2, 9, 4, 4)) for _ in range(3))
+    k, v = k[:, :, :2], v[:, :, :2]
+    mask = ops.causal_mask(9, 9, 2, np.float64)
+    w = rng.standard_normal(q.shape)
+    results = []
+    for block in (1, 4, 9):
+        monkeypatch.setattr(ops, "QUERY_BLOCK", block)
+        y, cache = ops.attention_forward(q, k, v, mask)
+        results.append((y, *ops.attention_backward(w, cache)))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
 def test_attention_is_causal(rng):

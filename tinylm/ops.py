@@ -97,28 +97,42 @@ def rope_backward(d_out, rotation):
 #   scores = q k^T / sqrt(S) (future positions masked),  P = softmax(scores),  y = P v
 # Backward:  dP = dy v^T,  dv = P^T dy,
 #   dscores = P * (dP - rowsum(dP * P)) / sqrt(S),  dq = dscores k,  dk = dscores^T q.
-# The G = H/K query heads sharing a key/value head are stacked as one (G*T, S) block, so each
-# product is one batched matrix multiply and the shared k, v need no copies.
+# The G = H/K query heads that share a key/value head are stacked as rows of one (T*G, S)
+# matrix, so each product is one batched matrix multiply and the shared k, v need no copies.
+# Causality also saves work: queries are taken in blocks of QUERY_BLOCK positions, and a block
+# is multiplied only with the keys up to its last position, never with the masked-out rest.
+
+QUERY_BLOCK = 32
+
 
 def _group_queries(x, n_kv_heads):
-    """(B, T, H, S) -> (B, K, G*T, S): the G query heads of each kv head stacked along time."""
+    """(B, T, H, S) -> (B, K, T*G, S): per kv head, its G query heads as rows ordered by time,
+    so that a run of positions is a run of rows."""
     B, T, H, S = x.shape
     G = H // n_kv_heads
-    return x.reshape(B, T, n_kv_heads, G, S).transpose(0, 2, 3, 1, 4).reshape(B, n_kv_heads, G * T, S)
+    return x.reshape(B, T, n_kv_heads, G, S).transpose(0, 2, 1, 3, 4).reshape(B, n_kv_heads, T * G, S)
 
 
 def _ungroup_queries(x, T):
-    """(B, K, G*T, S) -> (B, T, H, S), the inverse of _group_queries."""
-    B, K, GT, S = x.shape
-    G = GT // T
-    return x.reshape(B, K, G, T, S).transpose(0, 3, 1, 2, 4).reshape(B, T, K * G, S)
+    """(B, K, T*G, S) -> (B, T, H, S), the inverse of _group_queries."""
+    B, K, TG, S = x.shape
+    G = TG // T
+    return x.reshape(B, K, T, G, S).transpose(0, 2, 1, 3, 4).reshape(B, T, K * G, S)
 
 
 def causal_mask(n_queries, n_keys, G, dtype):
-    """(G*n_queries, n_keys) additive mask: 0 where a query may look, -inf at future keys.
-    The queries are the last n_queries of the n_keys positions (a prompt continuing a cache)."""
+    """(n_queries*G, n_keys) additive mask, rows as in _group_queries: 0 where a query may look,
+    -inf at future keys. The queries are the last n_queries of the n_keys positions (a prompt
+    continuing a cache)."""
     future = np.triu(np.ones((n_queries, n_keys), dtype=bool), k=1 + n_keys - n_queries)
-    return np.tile(np.where(future, -np.inf, 0.0).astype(dtype), (G, 1))
+    return np.repeat(np.where(future, -np.inf, 0.0).astype(dtype), G, axis=0)
+
+
+def _query_blocks(T, T_keys, G):
+    """(rows, keys) slices: a block of query rows and the keys its positions can see."""
+    for t0 in range(0, T, QUERY_BLOCK):
+        t1 = min(t0 + QUERY_BLOCK, T)
+        yield slice(t0 * G, t1 * G), slice(0, T_keys - T + t1)
 
 
 def attention_forward(q, k, v, mask):
@@ -128,32 +142,34 @@ def attention_forward(q, k, v, mask):
     qg = _group_queries(q, K) * (1.0 / S ** 0.5)          # scale the small tensor, not the scores
     kt = k.transpose(0, 2, 1, 3)                          # (B, K, T_keys, S)
     vt = v.transpose(0, 2, 1, 3)
-    # The (B, K, G*T, T_keys) scores are the largest tensor in the model: compute them into one
-    # buffer and run the softmax in place on it.
-    probs = np.empty(qg.shape[:3] + (T_keys,), dtype=q.dtype)
-    np.matmul(qg, kt.transpose(0, 1, 3, 2), out=probs)
-    probs += mask
-    probs -= probs.max(axis=-1, keepdims=True)            # stable softmax
-    np.exp(probs, out=probs)
-    probs *= 1.0 / probs.sum(axis=-1, keepdims=True)
     y = np.empty_like(qg)
-    np.matmul(probs, vt, out=y)
+    probs = []
+    for rows, keys in _query_blocks(T, T_keys, H // K):
+        p = qg[:, :, rows] @ kt[:, :, keys].transpose(0, 1, 3, 2)    # scores
+        p += mask[rows, keys]
+        p -= p.max(axis=-1, keepdims=True)                # softmax in place, stable
+        np.exp(p, out=p)
+        p *= 1.0 / p.sum(axis=-1, keepdims=True)
+        y[:, :, rows] = p @ vt[:, :, keys]
+        probs.append(p)
     return _ungroup_queries(y, T), (qg, kt, vt, probs)
 
 
 def attention_backward(d_out, cache):
     qg, kt, vt, probs = cache
-    B, K, GT, S = qg.shape
-    T = GT // (d_out.shape[2] // K)
-    dyg = _group_queries(d_out, K)                         # (B, K, G*T, S)
-    d_vt = probs.transpose(0, 1, 3, 2) @ dyg               # (B, K, T, S)
-    d_scores = np.empty_like(probs)                        # dP first, then dscores in place
-    np.matmul(dyg, vt.transpose(0, 1, 3, 2), out=d_scores)
-    row = np.einsum("bkqt,bkqt->bkq", d_scores, probs)[..., None]
-    d_scores -= row
-    d_scores *= probs
-    d_qg = d_scores @ kt                                   # gradient w.r.t. the scaled queries
-    d_kt = d_scores.transpose(0, 1, 3, 2) @ qg             # qg carries the scale already
+    B, T, H, S = d_out.shape
+    K = kt.shape[1]
+    dyg = _group_queries(d_out, K)                         # (B, K, T*G, S)
+    d_qg = np.empty_like(qg)                               # gradient w.r.t. the scaled queries
+    d_kt, d_vt = np.zeros_like(kt), np.zeros_like(vt)
+    for (rows, keys), p in zip(_query_blocks(T, kt.shape[2], H // K), probs):
+        dy = dyg[:, :, rows]
+        d_vt[:, :, keys] += p.transpose(0, 1, 3, 2) @ dy
+        d_scores = dy @ vt[:, :, keys].transpose(0, 1, 3, 2)        # dP, then dscores in place
+        d_scores -= np.einsum("bkqt,bkqt->bkq", d_scores, p)[..., None]
+        d_scores *= p
+        d_qg[:, :, rows] = d_scores @ kt[:, :, keys]
+        d_kt[:, :, keys] += d_scores.transpose(0, 1, 3, 2) @ qg[:, :, rows]   # qg is scaled
     d_q = _ungroup_queries(d_qg, T)
     d_q *= 1.0 / S ** 0.5
     return d_q, d_kt.transpose(0, 2, 1, 3), d_vt.transpose(0, 2, 1, 3)
