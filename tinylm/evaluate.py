@@ -1,0 +1,79 @@
+"""How well a model predicts a text: loss in nats per token, and bits per byte.
+
+Each document (data.split_documents) is encoded as <bos> + text, like the training data, and
+every token after <bos> is predicted from the ones before it. Loss per token depends on the
+tokenizer (bigger tokens carry more information each); bits per byte does not, so it compares
+models with different vocabularies:
+
+    bpb = (total nats over all predicted tokens) / ln 2 / (UTF-8 bytes of the documents)
+
+A document longer than the model's context is cut into consecutive, non-overlapping windows
+of max_seq_len predictions; each window starts without memory of the one before. This is
+simple and counts every token exactly once, but tokens at the start of a window see less
+context than the model could use, so the loss is a little pessimistic for long documents.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .data import split_documents
+
+
+def evaluate(model, tokenizer, text_or_documents: str | list[str], split: str = "auto",
+             batch_size: int = 8) -> dict:
+    """Returns {"loss": nats/token, "bpb": bits/byte, "tokens": predicted tokens,
+    "bytes": UTF-8 bytes of the documents}. A str is cut into documents by `split`
+    (data.split_documents); a list is taken as the documents, as they are."""
+    if isinstance(text_or_documents, str):
+        documents = split_documents(text_or_documents, split)
+    else:
+        documents = list(text_or_documents)
+    if not documents:
+        raise ValueError("nothing to evaluate: no non-empty documents")
+    nats, n_tokens = document_nats(model, [tokenizer.encode(doc, bos=True) for doc in documents],
+                                   batch_size)
+    n_bytes = sum(len(doc.encode("utf-8", "surrogatepass")) for doc in documents)
+    return {"loss": nats / n_tokens, "bpb": nats / math.log(2) / n_bytes,
+            "tokens": n_tokens, "bytes": n_bytes}
+
+
+def document_nats(model, encoded_documents, batch_size: int = 8) -> tuple[float, int]:
+    """Total nats and number of predicted tokens over documents given as token ids, each
+    <bos> + text, cut into windows as the module docstring says."""
+    T = model.config.max_seq_len
+    windows = []
+    for ids in encoded_documents:
+        windows += [ids[start:start + T + 1] for start in range(0, len(ids) - 1, T)]
+    return total_nats(model, windows, batch_size)
+
+
+def total_nats(model, sequences, batch_size: int = 8) -> tuple[float, int]:
+    """Sum over all sequences of -ln p(token | the tokens before it), for every token but the
+    first of each sequence, and how many tokens that is. Sequences of at least 2 and at most
+    max_seq_len + 1 tokens.
+
+    Sequences are sorted by length and batched; shorter ones are padded at the end. Attention
+    is causal, so padding after a sequence cannot change its predictions, and the padded
+    positions are masked out of the sum."""
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    total, count = 0.0, 0
+    for first in range(0, len(order), batch_size):
+        batch = [sequences[i] for i in order[first:first + batch_size]]
+        T = len(batch[-1]) - 1  # the longest, as the batch is sorted
+        inputs = np.zeros((len(batch), T), dtype=np.int64)
+        targets = np.zeros((len(batch), T), dtype=np.int64)
+        mask = np.zeros((len(batch), T), dtype=bool)
+        for row, seq in enumerate(batch):
+            n = len(seq) - 1
+            inputs[row, :n], targets[row, :n], mask[row, :n] = seq[:-1], seq[1:], True
+        logits = model.logits(inputs)
+        # -log softmax at the target = logsumexp(logits) - logits[target], shifted by the max
+        # so exp cannot overflow.
+        logits -= logits.max(axis=-1, keepdims=True)
+        target_logits = np.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+        nats = np.log(np.exp(logits).sum(axis=-1)) - target_logits
+        total += float(nats[mask].sum(dtype=np.float64))
+        count += int(mask.sum())
+    return total, count

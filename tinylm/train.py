@@ -1,0 +1,247 @@
+"""Training: text files in, a trained model (OUT/checkpoint.npz) out.
+
+    1. Cut the text into documents, train a BPE tokenizer on them, and write the token ids to
+       OUT/train.uint16 and OUT/val.uint16 (data.py). Without separate validation files, the
+       last val_fraction of the tokens is held out.
+    2. Loop: learning rate from the schedule, a random batch, loss and gradients, gradient
+       clipping, an AdamW step (optim.py). Every eval_every steps, loss and bits per byte on the
+       validation tokens; every checkpoint_every steps, and at the end, a checkpoint.
+
+Each run appends to OUT/metrics.jsonl and redraws OUT/loss.png (with matplotlib) at checkpoints.
+
+Ctrl-C lets the current step finish, saves a checkpoint and returns. `resume(OUT)` continues
+from a checkpoint with the same model, optimizer state, learning-rate schedule and position in
+the random sequence of batches, so stopping and resuming gives bit for bit the same weights as
+an uninterrupted run (with the same arguments; `threads` too, as it changes float rounding).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+from .config import ModelConfig
+from .data import (BatchSampler, encode_documents, load_tokens, read_documents, save_tokens,
+                   split_tail, token_dtype)
+from .evaluate import document_nats
+from .model import Transformer
+from .optim import AdamW, clip_grad_norm, learning_rate
+from .progress import ProgressBar, append_metrics, plot_losses
+from .tokenizer import Tokenizer
+
+
+@dataclass
+class TrainArgs:
+    data: list[str]                 # training text files
+    out: str                        # output directory
+    val_data: list[str] = field(default_factory=list)  # validation text files; none: hold out
+    val_fraction: float = 0.1       # ... this fraction of the end of the training tokens
+    split: str = "auto"             # how text is cut into documents (data.split_documents)
+    # model (ModelConfig)
+    vocab_size: int = 512
+    dim: int = 64
+    n_layers: int = 4
+    n_heads: int = 4
+    n_kv_heads: int | None = None   # None: n_heads (no grouped-query attention)
+    head_dim: int | None = None     # None: dim // n_heads
+    hidden_dim: int | None = None   # None: 8/3 dim, rounded up to a multiple of 4, as in Llama
+    seq_len: int = 128              # tokens per training window = the model's max_seq_len
+    # optimization
+    batch_size: int = 16
+    steps: int = 1000
+    lr: float = 1e-3                # peak learning rate
+    min_lr_ratio: float = 0.1       # the cosine ends at min_lr_ratio * lr
+    warmup_steps: int | None = None  # None: 5% of steps
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0          # max global gradient norm; 0: no clipping
+    seed: int = 0
+    # bookkeeping
+    eval_every: int = 100
+    eval_tokens: int = 32768        # validation tokens per evaluation (from the start of val)
+    checkpoint_every: int = 500
+    log_every: int = 10             # steps per metrics.jsonl record
+    threads: int = 2
+
+    def __post_init__(self):  # plain types, so the args survive a round trip through JSON
+        self.data = [str(p) for p in self.data]
+        self.val_data = [str(p) for p in self.val_data]
+        self.out = str(self.out)
+
+
+# What the tokenizer, the token files and the model are made from: fixed once training starts.
+FIXED_WHEN_RESUMING = ("data", "val_data", "val_fraction", "split", "vocab_size", "dim",
+                       "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_dim", "seq_len")
+
+
+def model_config(args: TrainArgs, vocab_size: int) -> ModelConfig:
+    n_kv_heads = args.n_kv_heads or args.n_heads
+    head_dim = args.head_dim or args.dim // args.n_heads
+    hidden_dim = args.hidden_dim or 4 * math.ceil(8 * args.dim / 3 / 4)
+    return ModelConfig(vocab_size=vocab_size, dim=args.dim, n_layers=args.n_layers,
+                       n_heads=args.n_heads, n_kv_heads=n_kv_heads, head_dim=head_dim,
+                       hidden_dim=hidden_dim, max_seq_len=args.seq_len)
+
+
+def train(args: TrainArgs, on_step=None) -> dict:
+    """A new run in args.out (which must not hold a checkpoint yet). `on_step(step, loss)`, if
+    given, is called after every step. Returns a summary (see _train_loop)."""
+    out = Path(args.out)
+    if checkpoint_path(out).exists():
+        raise FileExistsError(f"{out} already holds a checkpoint: resume it, or choose another "
+                              f"output directory")
+    out.mkdir(parents=True, exist_ok=True)
+    documents = read_documents(args.data, args.split)
+    tokenizer = Tokenizer.train(documents, args.vocab_size)
+    tokens = encode_documents(documents, tokenizer)
+    if args.val_data:
+        train_tokens = tokens
+        val_tokens = encode_documents(read_documents(args.val_data, args.split), tokenizer)
+    else:
+        train_tokens, val_tokens = split_tail(tokens, args.val_fraction, tokenizer.bos_id)
+    if len(val_tokens) < 2:
+        raise ValueError("the validation split is empty: use more text, a larger val_fraction, "
+                         "or separate validation files")
+    save_tokens(train_tokens, out / "train")
+    save_tokens(val_tokens, out / "val")
+
+    model = Transformer.initialize(model_config(args, tokenizer.vocab_size), seed=args.seed)
+    optimizer = AdamW(model.params, weight_decay=args.weight_decay)
+    # (seed, 1): a random stream of its own, apart from the one that initialized the weights.
+    sampler = _sampler(args, model.config, seed=(args.seed, 1))
+    return _train_loop(args, model, tokenizer, optimizer, sampler, 0, on_step)
+
+
+def resume(out: str | Path, on_step=None, **changes) -> dict:
+    """Continue the run in `out` from its checkpoint, with the arguments saved there. `changes`
+    may set other TrainArgs values, e.g. steps=2000 to train longer, but none of
+    FIXED_WHEN_RESUMING."""
+    checkpoint = load_checkpoint(out)
+    if checkpoint.optimizer is None or checkpoint.sampler is None or checkpoint.train_args is None:
+        raise ValueError(f"{checkpoint_path(out)} has no training state (optimizer, data "
+                         f"sampler): it can be used, but not trained further")
+    saved = TrainArgs(**checkpoint.train_args)
+    args = dataclasses.replace(saved, **changes, out=str(out))
+    changed = [name for name in FIXED_WHEN_RESUMING if getattr(args, name) != getattr(saved, name)]
+    if changed:
+        raise ValueError("cannot change when resuming: " + ", ".join(
+            f"{name} (the checkpoint has {getattr(saved, name)!r})" for name in changed))
+    model = Transformer(checkpoint.config, checkpoint.params)
+    optimizer = AdamW(model.params, weight_decay=args.weight_decay)
+    optimizer.load_state_dict(checkpoint.optimizer)
+    sampler = _sampler(args, model.config, seed=0)  # the seed is overwritten by the saved state
+    sampler.set_state(checkpoint.sampler)
+    return _train_loop(args, model, checkpoint.tokenizer, optimizer, sampler, checkpoint.step,
+                       on_step)
+
+
+def _sampler(args: TrainArgs, config: ModelConfig, seed) -> BatchSampler:
+    train_tokens = load_tokens(Path(args.out) / f"train.{token_dtype(config.vocab_size).name}")
+    return BatchSampler(train_tokens, args.batch_size, args.seq_len, seed)
+
+
+def _train_loop(args, model, tokenizer, optimizer, sampler, step, on_step) -> dict:
+    """Train from `step` to args.steps. Returns {"step", "interrupted", "loss" (mean training
+    loss since the previous metrics record), "val_loss", "val_bpb" (of the last evaluation),
+    "tokens_per_s" (while stepping), "seconds" (in all), "n_params", "checkpoint" (its path)}."""
+    out = Path(args.out)
+    metrics = out / "metrics.jsonl"
+    val_tokens = load_tokens(out / f"val.{token_dtype(tokenizer.vocab_size).name}")
+    # UTF-8 bytes of each token, for bits per byte; special tokens stand for no text.
+    specials = set(tokenizer.specials.values())
+    token_bytes = np.array([0 if i in specials else len(piece)
+                            for i, piece in enumerate(tokenizer.vocab)])
+    warmup = args.warmup_steps if args.warmup_steps is not None else args.steps // 20
+    tokens_per_step = args.batch_size * args.seq_len
+    bar = ProgressBar(args.steps, step, tokens_per_step)
+    # None: not measured yet
+    summary = {"step": step, "interrupted": False, "loss": None, "val_loss": None,
+               "val_bpb": None, "n_params": model.config.n_params(),
+               "checkpoint": str(checkpoint_path(out))}
+    first_step, started, train_seconds = step, time.perf_counter(), 0.0  # seconds in steps only
+    losses, log_seconds = [], 0.0  # since the last metrics record
+
+    def save():
+        state = Checkpoint(model.config, model.params, tokenizer, step, optimizer.state_dict(),
+                           sampler.state(), dataclasses.asdict(args))
+        save_checkpoint(state, out)
+        if metrics.exists():
+            plot_losses(metrics, out / "loss.png")
+
+    bar.print(f"training {summary['n_params']:,} parameters, step {step} -> {args.steps}")
+    try:
+        with _ctrl_c_stops_after_step() as stop_requested:
+            while step < args.steps:
+                step_started = time.perf_counter()
+                lr = learning_rate(step, args.lr, args.steps, warmup, args.min_lr_ratio)
+                inputs, targets = sampler.next_batch()
+                loss, grads = model.loss_and_grads(inputs, targets, args.threads)
+                grad_norm = clip_grad_norm(grads, args.grad_clip)
+                optimizer.step(grads, lr)
+                step += 1
+                losses.append(loss)
+                step_seconds = time.perf_counter() - step_started
+                train_seconds += step_seconds
+                log_seconds += step_seconds
+                last = step == args.steps
+                bar.update(step, loss, force=last)
+                if step % args.log_every == 0 or last:
+                    summary["loss"] = float(np.mean(losses))
+                    append_metrics(metrics, {
+                        "step": step, "loss": summary["loss"], "lr": lr, "grad_norm": grad_norm,
+                        "tokens_per_s": len(losses) * tokens_per_step / log_seconds})
+                    losses, log_seconds = [], 0.0
+                if step % args.eval_every == 0 or last:
+                    summary["val_loss"], summary["val_bpb"] = _validate(
+                        model, val_tokens, token_bytes, tokenizer.bos_id, args)
+                    append_metrics(metrics, {"step": step, "val_loss": summary["val_loss"],
+                                             "val_bpb": summary["val_bpb"]})
+                    bar.print(f"step {step}: val loss {summary['val_loss']:.4f} nats/token, "
+                              f"{summary['val_bpb']:.4f} bits/byte")
+                if step % args.checkpoint_every == 0 or last:
+                    save()
+                if on_step:
+                    on_step(step, loss)
+                if stop_requested.is_set():
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        save()
+        summary["interrupted"] = True
+        bar.print(f"interrupted after step {step}; saved {summary['checkpoint']}. "
+                  f"To continue, run the same command with --resume.")
+    summary["step"] = step
+    summary["seconds"] = time.perf_counter() - started
+    summary["tokens_per_s"] = (step - first_step) * tokens_per_step / max(train_seconds, 1e-9)
+    return summary
+
+
+def _validate(model, val_tokens, token_bytes, bos_id, args) -> tuple[float, float]:
+    """Loss (nats/token) and bits per byte on the first eval_tokens validation tokens, taken
+    document by document exactly as evaluate.evaluate does, so the two agree on the same text."""
+    tokens = np.asarray(val_tokens[:args.eval_tokens], dtype=np.int64)
+    documents = np.split(tokens, np.flatnonzero(tokens == bos_id)[1:])
+    nats, n_tokens = document_nats(model, documents, args.batch_size)
+    return nats / n_tokens, nats / math.log(2) / int(token_bytes[tokens].sum())
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops_after_step():
+    """While active, Ctrl-C (SIGINT) sets the yielded event instead of raising KeyboardInterrupt
+    wherever the program happens to be, perhaps half-way through an optimizer update. The loop
+    checks the event between steps, so the checkpoint it then saves is consistent."""
+    stop = threading.Event()
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals go there
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set()) \
+        if in_main_thread else None
+    try:
+        yield stop
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
