@@ -1,0 +1,157 @@
+"""The `tinylm` command line, run in-process with click's CliRunner, on a tiny model."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from test_llama2c_model import MODEL_BIN, TOKENIZER_BIN, needs_shared, write_tiny_llama2c
+from tinylm.cli import main
+from tinylm.corpus import make_stories
+
+TINY = ["--vocab-size", "300", "--dim", "16", "--n-layers", "1", "--n-heads", "2",
+        "--seq-len", "32", "--batch-size", "4", "--eval-every", "10", "--threads", "1"]
+COMMANDS = ["demo", "train", "generate", "eval", "info", "import-llama2c"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *words):
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.fixture(scope="module")
+def stories(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "stories.txt"
+    path.write_text("\n\n".join(make_stories(60)) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, stories):
+    out = tmp_path_factory.mktemp("run")
+    result = run("train", "--data", stories, "--out", out, "--steps", 3, *TINY, "--json")
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = run(command, "--help")
+    assert result.exit_code == 0 and result.stdout.startswith("Usage: ")
+
+
+def test_train_prints_one_json_object(trained):
+    out, summary = trained
+    assert summary["step"] == 3 and summary["val_loss"] > 0
+    assert (out / "checkpoint.npz").is_file()
+
+
+def test_train_resume_continues_and_keeps_the_shape(trained, tmp_path):
+    out, _ = trained
+    result = run("train", "--out", out, "--resume", "--steps", 5, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["step"] == 5
+    assert_one_line_error(run("train", "--out", out, "--resume", "--dim", 32), "dim")
+
+
+def test_generate_streams_a_continuation(trained):
+    out, _ = trained
+    result = run("generate", out, "--prompt", "Once upon a time", "--max-tokens", 10, "--seed", 1)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Once upon a time")
+    assert len(result.stdout) > len("Once upon a time\n")
+    again = run("generate", out, "--prompt", "Once upon a time", "--max-tokens", 10, "--seed", 1)
+    assert again.stdout == result.stdout
+
+
+def test_eval(trained, stories):
+    out, _ = trained
+    result = run("eval", out, "--data", stories, "--json")
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert scores["loss"] > 0 and scores["bpb"] > 0 and scores["tokens"] > 0
+    assert scores["documents"] == 60
+    text = run("eval", out, "--data", stories).stdout
+    assert "nats/token" in text and "bits/byte" in text
+
+
+def test_info(trained):
+    out, summary = trained
+    facts = json.loads(run("info", out, "--json").stdout)
+    assert facts["n_params"] == summary["n_params"]
+    assert facts["tokenizer_size"] == facts["config"]["vocab_size"] == 300
+    assert facts["steps_trained"] >= 3
+    assert "n_params" in run("info", out).stdout
+
+
+def test_import_llama2c(tmp_path):
+    model_bin, tokenizer_bin = write_tiny_llama2c(tmp_path)
+    result = run("import-llama2c", model_bin, tokenizer_bin, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert json.loads(run("info", tmp_path / "out", "--json").stdout)["tokenizer_size"] == 264
+
+
+@needs_shared
+def test_import_stories260k_and_generate(tmp_path):
+    assert run("import-llama2c", MODEL_BIN, TOKENIZER_BIN, "--out", tmp_path).exit_code == 0
+    result = run("generate", tmp_path, "--temperature", 0, "--max-tokens", 20)
+    assert result.stdout.startswith("Once upon a time, there was a little girl named Lily.")
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    result = run("demo", "--out", tmp_path, "--steps", 2)
+    assert result.exit_code == 0, result.output
+    for heading in ("before training", "after training", "never saw"):
+        assert heading in result.stdout
+    assert_one_line_error(run("demo", "--out", tmp_path), "already holds")
+
+
+def test_errors_are_one_line(tmp_path, stories, trained):
+    out, _ = trained
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n  \n")
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"not a zip file")
+    assert_one_line_error(run("train", "--data", tmp_path / "missing.txt", "--out", tmp_path / "a"),
+                          "missing.txt")
+    assert_one_line_error(run("train", "--data", empty, "--out", tmp_path / "b"), "no text")
+    assert_one_line_error(run("train", "--data", stories, "--out", tmp_path / "c",
+                              "--vocab-size", 5000), "vocab_size")
+    assert_one_line_error(run("train", "--data", stories, "--out", tmp_path / "d", *TINY,
+                              "--n-kv-heads", 3), "n_kv_heads")
+    assert_one_line_error(run("train", "--data", stories, "--out", out, *TINY), "already holds")
+    assert_one_line_error(run("eval", corrupt, "--data", stories), "not a valid tinylm checkpoint")
+    assert_one_line_error(run("info", tmp_path / "nowhere"), "no checkpoint")
+    assert_one_line_error(run("generate", out, "--prompt", "word " * 40), "context")
+    assert_one_line_error(run("import-llama2c", corrupt, corrupt, "--out", tmp_path / "e"),
+                          "too short")
+
+
+def test_debug_shows_the_exception(tmp_path):
+    result = run("--debug", "info", tmp_path / "nowhere")
+    assert isinstance(result.exception, FileNotFoundError)
+
+
+def test_usage_mistakes_exit_with_status_2(tmp_path):
+    assert run("eval", tmp_path).exit_code == 2         # no --data
+    assert run("train", "--out", tmp_path).exit_code == 2  # neither --data nor --resume
+
+
+def test_import_tinylm_leaves_torch_and_transformers_out():
+    code = ("import sys, pkgutil, importlib, tinylm\n"
+            "for m in pkgutil.iter_modules(tinylm.__path__):\n"
+            "    importlib.import_module('tinylm.' + m.name)\n"
+            "print(sorted({'torch', 'transformers'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1], check=True)
+    assert result.stdout.strip() == "[]"
