@@ -2,16 +2,12 @@
 
 tinylm computes gradients with backward functions written by hand (tinylm/ops.py), not with
 automatic differentiation. A wrong line there rarely crashes: the model just trains worse. So we
-check every gradient against its definition. For a scalar loss L and one number x inside the
-model,
+check every gradient against its definition, a central finite difference (tinylm/gradcheck.py):
 
-    dL/dx  ~  (L(x + h) - L(x - h)) / (2h)          (a "central finite difference")
+    dL/dx  ~  (L(x + h) - L(x - h)) / (2h)
 
-The error of this estimate shrinks like h^2, but h cannot be tiny either, or L(x + h) - L(x - h)
-drowns in rounding error. In float64 (16 digits) h = 1e-5 leaves about 10 good digits; in
-float32 (7 digits) there would be almost none left. Hence: everything below runs in float64.
-
-A correct backward then agrees to a relative error around 1e-8 or better; a bug shows up as an
+It needs float64: in float32 the difference L(x + h) - L(x - h) drowns in rounding error. A
+correct backward then agrees to a relative error around 1e-8 or better; a bug shows up as an
 error of order 1.
 
     python examples/gradient_check.py
@@ -20,25 +16,10 @@ import numpy as np
 
 from tinylm import ops
 from tinylm.config import ModelConfig
+from tinylm.gradcheck import finite_difference, relative_error
 from tinylm.model import Transformer
 
-H = 1e-5
 rng = np.random.default_rng(0)
-
-
-def finite_difference(loss, x, index):
-    """dL/dx[index], nudging that one entry of x (in place) up and down."""
-    saved = x[index]
-    x[index] = saved + H
-    up = loss()
-    x[index] = saved - H
-    down = loss()
-    x[index] = saved
-    return (up - down) / (2 * H)
-
-
-def relative_error(a, b):
-    return np.max(np.abs(a - b)) / max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-12)
 
 
 # ---- 1. One op: RMSNorm ------------------------------------------------------------------

@@ -1,32 +1,13 @@
-"""Every hand-written backward against central finite differences, in float64."""
+"""Every hand-written backward against central finite differences, in float64 (gradcheck.py)."""
 import numpy as np
 import pytest
 
 from tinylm import ops
 from tinylm.config import ModelConfig
+from tinylm.gradcheck import numerical_gradient, relative_error
 from tinylm.model import KVCache, Transformer
 
-EPS = 1e-5
 TOLERANCE = 1e-6
-
-
-def numerical_gradient(f, x):
-    """d f() / d x by central differences, perturbing x in place one entry at a time."""
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        old = x[idx]
-        x[idx] = old + EPS
-        up = f()
-        x[idx] = old - EPS
-        down = f()
-        x[idx] = old
-        grad[idx] = (up - down) / (2 * EPS)
-    return grad
-
-
-def relative_error(analytic, numeric):
-    scale = max(np.abs(analytic).max(), np.abs(numeric).max(), 1e-12)
-    return np.abs(analytic - numeric).max() / scale
 
 
 def check(analytic, f, x):
