@@ -1,0 +1,98 @@
+"""Models for the .bin and C runtime tests: a ~1K-parameter one, a random GQA model with an
+untied head, a briefly trained GQA + untied model, and stories260K when ../shared has it."""
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from tinylm.binformat import write_bin
+from tinylm.cli import main
+from tinylm.config import ModelConfig
+from tinylm.corpus import make_stories
+from tinylm.model import Transformer
+from tinylm.optim import AdamW
+from tinylm.quantize import DEFAULT_GROUP, calibration_sequences, quantize_model
+from tinylm.tokenizer import Tokenizer
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+STORIES_BIN = SHARED / "models" / "stories260K.bin"
+TOKENIZER_BIN = SHARED / "models" / "tok512.bin"
+VALID_TEXT = SHARED / "data" / "tinystories_valid_head.txt"
+TRAIN_TEXT = SHARED / "data" / "tinystories_train_head.txt"
+
+
+@functools.lru_cache(maxsize=None)
+def stories_tokenizer(vocab_size: int = 300) -> Tokenizer:
+    return Tokenizer.train(make_stories(200), vocab_size)
+
+
+def tiny_config(vocab_size: int) -> ModelConfig:
+    """dim 4: the 260+ byte and special tokens' embeddings are most of its ~1.2K parameters."""
+    return ModelConfig(vocab_size=vocab_size, dim=4, n_layers=1, n_heads=2, n_kv_heads=1,
+                       head_dim=2, hidden_dim=8, max_seq_len=256)
+
+
+def gqa_config(vocab_size: int) -> ModelConfig:
+    return ModelConfig(vocab_size=vocab_size, dim=32, n_layers=2, n_heads=4, n_kv_heads=2,
+                       head_dim=8, hidden_dim=88, max_seq_len=256, tie_embeddings=False)
+
+
+def random_model(config: ModelConfig, seed: int = 0, std: float = 0.5) -> Transformer:
+    """Random weights large enough that the logits vary (init_params' are nearly uniform)."""
+    rng = np.random.default_rng(seed)
+    params = {name: (rng.standard_normal(shape) * std + (len(shape) == 1)).astype(np.float32)
+              for name, shape in config.param_shapes().items()}
+    return Transformer(config, params)
+
+
+@functools.lru_cache(maxsize=None)
+def trained_model(steps: int = 100, seed: int = 0) -> Transformer:
+    """A GQA model with an untied head, trained briefly on the built-in stories (with
+    stories_tokenizer()); cached, as several test modules use it."""
+    tokenizer = stories_tokenizer()
+    model = Transformer.initialize(gqa_config(len(tokenizer)), seed=seed)
+    ids = np.concatenate([tokenizer.encode(s, bos=True) for s in make_stories(400, seed)])
+    optimizer = AdamW(model.params)
+    rng = np.random.default_rng(seed)
+    for step in range(steps):
+        starts = rng.integers(0, len(ids) - 65, 12)
+        batch = np.stack([ids[s:s + 65] for s in starts])
+        _, grads = model.loss_and_grads(batch[:, :-1], batch[:, 1:], n_threads=1)
+        optimizer.step(grads, lr=3e-3 * min(1.0, (step + 1) / 20))
+    return model
+
+
+def write_model_bin(path, model: Transformer, tokenizer: Tokenizer, bits: int,
+                    calibration=None) -> Path:
+    group = 0 if bits == 32 else DEFAULT_GROUP[bits]
+    if bits == 4 and calibration is None:
+        calibration = calibration_sequences(model, tokenizer, n_tokens=1024)
+    write_bin(path, model.config, tokenizer, quantize_model(model, bits, group, calibration),
+              bits, group)
+    return Path(path)
+
+
+_scratch = tempfile.TemporaryDirectory(prefix="tinylm-bins-")
+
+
+@functools.lru_cache(maxsize=None)
+def stories_bin(bits: int) -> Path:
+    """stories260K imported with `tinylm import-llama2c` and quantized with `tinylm quantize`
+    (cached for the test session); needs ../shared."""
+    directory = Path(_scratch.name)
+    checkpoint = directory / "stories260K"
+    if not checkpoint.exists():
+        run_cli("import-llama2c", STORIES_BIN, TOKENIZER_BIN, "--out", checkpoint)
+    out = directory / f"stories260K-q{bits}.bin"
+    run_cli("quantize", checkpoint, "--bits", bits, "-o", out)
+    return out
+
+
+def run_cli(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result

@@ -1,0 +1,115 @@
+"""Integer arithmetic of the runtime, on NumPy int64 arrays, exactly as tinylm/csrc/tinylm.c.
+
+Activations are fixed-point "Q16" integers (value * 2**16), saturated to +-LIMIT. Every
+rounding is spelled out: `>>` is an arithmetic shift (floor), and rshift_round adds half
+before shifting (round half up). Bounds that keep int64 from overflowing are noted in the C.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+
+ONE = 1 << 16
+LIMIT = 1 << 30
+LOG2E_Q30 = 1549082005
+# 2**-u for u in [0, 1) as a degree-4 polynomial in Q30 (max error 4e-6), lowest power first
+EXP2_POLY = (1073737660, -744134529, 257037730, -57108570, 7342532)
+
+
+def sat(v):
+    return np.clip(v, -LIMIT, LIMIT)
+
+
+def rshift_round(v, s):
+    """v / 2**s rounded half up, for s >= 0 (array or scalar); s is capped at 62."""
+    s = np.minimum(s, 62)
+    half = np.where(s > 0, np.left_shift(np.int64(1), np.maximum(s - 1, 0)), 0)
+    return np.right_shift(v + half, s)
+
+
+def scale_sat(v, s):
+    """v * 2**-s, rounded and saturated to +-LIMIT; s may be negative (a left shift)."""
+    v, s = np.asarray(v, np.int64), np.asarray(s, np.int64)
+    right = sat(rshift_round(v, np.maximum(s, 0)))
+    left_by = np.minimum(np.maximum(-s, 0), 31)
+    fits = np.abs(v) <= np.right_shift(LIMIT, left_by)
+    left = np.where(fits, v * np.left_shift(np.int64(1), left_by), np.sign(v) * LIMIT)
+    return np.where(s >= 0, right, left)
+
+
+def bit_length(a):
+    """Bits of non-negative integers below 2**53 (0 for 0)."""
+    return np.where(a > 0, np.frexp(np.asarray(a, np.float64))[1], 0)
+
+
+def quantize_pow2(v, bits=16):
+    """Rows of Q16 values as integers q of `bits` bits and exponents e, v ~ q * 2**e: e is the
+    smallest with max |q| <= 2**(bits-1) - 1 (one exponent per row, over the last axis)."""
+    top = (1 << (bits - 1)) - 1
+    e = bit_length(np.abs(v).max(axis=-1)) - (bits - 1)
+    e_col = e[..., None]
+    q = np.where(e_col > 0, rshift_round(v, np.maximum(e_col, 0)),
+                 v * np.left_shift(np.int64(1), np.maximum(-e_col, 0)))
+    return np.clip(q, -top, top), e
+
+
+SCALE_MIN_EXP = -10
+
+
+def quantize_int8(v):
+    """Rows of Q16 values as int8 q with one scale per row, s = m * 2**k (m in 8..15, k >= -10),
+    the smallest such that 127 s >= max |v|: v ~ q * s. An 8-bit "float" scale: within 1/8
+    of max|v| / 127, where a power of two alone can be off by 2x. q = v / s is computed as
+    v * round(2**24 / m) >> (24 + k), rounded. Returns q, m, k."""
+    a = np.abs(v).max(axis=-1)
+    k = np.maximum(bit_length(a) - 12, SCALE_MIN_EXP)
+
+    def needed(k):    # ceil(a / (127 * 2**k))
+        num = np.where(k < 0, a * np.left_shift(np.int64(1), np.maximum(-k, 0)), a)
+        den = np.where(k < 0, 127, np.left_shift(np.int64(127), np.maximum(k, 0)))
+        return -(-num // den)
+
+    m = needed(k)
+    while np.any(m > 15):
+        k = np.where(m > 15, k + 1, k)
+        m = needed(k)
+    m = np.maximum(m, 8)
+    reciprocal = ((1 << 25) // m + 1) // 2                     # 2**24 / m, rounded
+    q = rshift_round(v * reciprocal[..., None], 24 + k[..., None])
+    return np.clip(q, -127, 127), m, k
+
+
+def q16_from_float(x):
+    """float32 values to Q16: round half away from zero, saturated; inf and nan saturate by
+    sign. (float64 holds |x| * 2**16 + 0.5 exactly for every float32 x that matters.)"""
+    x = np.asarray(x, np.float32).astype(np.float64)
+    magnitude = np.floor(np.minimum(np.abs(np.nan_to_num(x, nan=0.0)), 2.0 ** 20) * ONE + 0.5)
+    value = np.where(np.signbit(x), -magnitude, magnitude).astype(np.int64)
+    return np.where(np.isfinite(x), sat(value), np.where(np.signbit(x), -LIMIT, LIMIT))
+
+
+def q32_from_fraction(x: float) -> int:
+    """A float in (0, 1) times 2**32, rounded half up, exactly."""
+    return math.floor(Fraction(x) * 2 ** 32 + Fraction(1, 2))
+
+
+def exp_neg(z):
+    """e**(z / 2**16) in Q30 for Q16 z in [-2**31, 0]: 2**-(n + f) = 2**-f >> n."""
+    y = -np.right_shift(np.asarray(z, np.int64) * LOG2E_Q30, 30)       # -z log2(e), Q16
+    n, f = np.right_shift(y, 16), y & 0xFFFF
+    p = np.full_like(y, EXP2_POLY[-1])
+    for c in EXP2_POLY[-2::-1]:
+        p = c + np.right_shift(p * f, 16)
+    return np.where(n < 31, np.right_shift(p, np.minimum(n, 31)), 0)
+
+
+def isqrt_rows(m):
+    return np.array([math.isqrt(int(v)) for v in np.ravel(m)], np.int64).reshape(np.shape(m))
+
+
+def div_round(num, den):
+    """num / den rounded half away from zero, den > 0."""
+    q = (np.abs(num) + den // 2) // den
+    return np.where(num < 0, -q, q)
