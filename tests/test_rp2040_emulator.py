@@ -1,0 +1,96 @@
+"""The bare-metal RP2040 firmware in the rp2040js emulator: the same tokens as the host C
+runtime for the same .bin, seed and prompt, with the model put in flash directly or by a UF2
+from `tinylm flash rp2040`; the protocol's error lines."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from binmodels import random_model, stories_tokenizer, tiny_config, write_model_bin
+from tinylm import emulate_rp2040 as emulator
+from tinylm import protocol, rp2040_flash
+from tinylm.cli import main
+
+reason = emulator.missing_tools()
+pytestmark = pytest.mark.skipif(reason is not None, reason=f"{reason} (.ci/run installs it)")
+
+MAX_TOKENS = 12
+PROMPT = "Once upon"
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    tokenizer = stories_tokenizer()
+    path = tmp_path_factory.mktemp("rp2040") / "tiny.bin"
+    return write_model_bin(path, random_model(tiny_config(len(tokenizer))), tokenizer, 8)
+
+
+@pytest.fixture(scope="module")
+def firmware():
+    return emulator.build_firmware(seed=7, max_tokens=MAX_TOKENS)
+
+
+def host_text(model_path) -> str:
+    """What `tinylm run --engine c` prints after the prompt, for the firmware's settings."""
+    result = CliRunner().invoke(main, ["run", str(model_path), "--engine", "c", "--prompt", PROMPT,
+                                       "--seed", "7", "--max-tokens", str(MAX_TOKENS)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(PROMPT)
+    return result.output[len(PROMPT):-1]
+
+
+def emulated_answer(firmware, flash) -> tuple[str, protocol.Done]:
+    run = emulator.run(firmware, flash, PROMPT.encode() + b"\n")
+    assert run.finished, run.output
+    ready, text, end, done = emulator.answers(run.output)
+    assert isinstance(ready, protocol.Ready) and ready.fields["board"] == "rp2040"
+    assert isinstance(text, protocol.Text) and isinstance(end, protocol.TextEnd)
+    return text.data.decode("utf-8", "replace"), done
+
+
+def test_tokens_equal_the_host_runtime(model_path, firmware):
+    text, done = emulated_answer(firmware, emulator.model_flash(model_path))
+    assert text == host_text(model_path)
+    assert done.fields["tokens"] == str(MAX_TOKENS) and done.fields["stop"] == "length"
+
+
+def test_a_uf2_from_tinylm_flash_gives_the_same_tokens(model_path, firmware, tmp_path,
+                                                       monkeypatch):
+    monkeypatch.setattr(rp2040_flash, "mount_points", lambda: [])   # never a real board
+    uf2_path = tmp_path / "model.uf2"
+    result = CliRunner().invoke(main, ["flash", "rp2040", str(model_path), "--out", str(uf2_path)])
+    assert result.exit_code == 0, result.output
+    flash = emulator.flash_from_uf2(uf2_path.read_bytes())
+    text, _ = emulated_answer(firmware, flash)
+    assert text == host_text(model_path)
+
+
+def test_an_over_long_line_gets_the_error_line_then_the_next_line_works(model_path, firmware):
+    longest = (b"the cat sat. " * 20)[:255]     # fewer tokens than the context holds
+    typed = b"a" * 300 + b"\r\n" + longest + b"\n"
+    run = emulator.run(firmware, emulator.model_flash(model_path), typed)
+    events = emulator.answers(run.output)
+    assert events[1] == protocol.Error("line-too-long", "the line had 300 bytes; at most 255 fit")
+    assert isinstance(events[-1], protocol.Done)    # a line of exactly 255 bytes is a prompt
+
+
+@pytest.mark.parametrize("flash, code", [
+    ([], "no-model"),
+    ([(rp2040_flash.MODEL_OFFSET, b"TLMB" + b"\0" * 200)], "bad-model"),
+])
+def test_without_a_usable_model_every_line_gets_the_error(firmware, flash, code):
+    run = emulator.run(firmware, flash, b"hello\n\x05")
+    events = emulator.answers(run.output)
+    assert [type(e) for e in events] == [protocol.Error] * 3
+    assert {e.code for e in events} == {code}
+
+
+def test_bench_reports_prompt_and_generation_cycles(model_path):
+    result = CliRunner().invoke(main, ["bench", "--target", "rp2040", str(model_path),
+                                       "--max-tokens", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["cycles_per_prompt_token"] > 0 and figures["cycles_per_generated_token"] > 0
+    assert figures["tok_s_headline"] == min(figures["tok_s_133mhz_emulated"],
+                                            figures["tok_s_xip_flash_bound"])
+    assert 0 < figures["peak_sram_bytes"] <= emulator.SRAM_SIZE

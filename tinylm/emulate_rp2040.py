@@ -1,0 +1,210 @@
+"""The bare-metal RP2040 firmware (firmware_rp2040/baremetal) in the rp2040js emulator.
+
+`build_firmware` cross-compiles it with Debian's arm-none-eabi-gcc into a RAM image, cached
+like the host runtime (tinylm/runtime.py). `run` loads that image and a model into an emulated
+RP2040 (firmware_rp2040/baremetal/emulator/run.js, under node), types lines on UART0 and
+returns what came back with the core's cycle count at each byte. `bench` turns that into the
+figures of `tinylm bench --target rp2040`.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import protocol, uf2
+from .binformat import read_bin, tensor_bytes
+from .rp2040_flash import FLASH_BASE, MODEL_OFFSET
+from .runtime import SOURCES
+
+FIRMWARE = Path(__file__).resolve().parent.parent / "firmware_rp2040" / "baremetal"
+EMULATOR = FIRMWARE / "emulator"
+CC = "arm-none-eabi-gcc"
+FLAGS = ["-mcpu=cortex-m0plus", "-mthumb", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
+         "-ffreestanding", "-nostdlib",
+         # startup.c's memset and memcpy must not be compiled into calls to themselves
+         "-fno-builtin", "-fno-tree-loop-distribute-patterns"]
+SRAM_BASE = 0x20000000
+SRAM_SIZE = 264 * 1024
+CPU_HZ = 133_000_000
+# Weights streamed from XIP flash, where the 16 KB cache cannot hold them: each 8-byte cache
+# line that misses is one quad-SPI read with the command left out (continuous read mode, as
+# the Pico's second-stage boot loader sets up): 8 clocks of address and mode bits, 4 dummy
+# clocks, 16 clocks of data, with the SPI clock at clk_sys / 2.
+XIP_BYTES_PER_SECOND = CPU_HZ / 2 * 8 / (8 + 4 + 16)
+
+
+def missing_tools() -> str | None:
+    """Why the emulator cannot run here, or None when it can."""
+    if not shutil.which(CC):
+        return f"{CC} is not installed (apt-get install gcc-arm-none-eabi)"
+    if not shutil.which("node"):
+        return "node is not installed"
+    if not (EMULATOR / "node_modules" / "rp2040js").is_dir():
+        return f"rp2040js is not installed: run npm install in {EMULATOR}"
+    return None
+
+
+@dataclass(frozen=True)
+class Firmware:
+    image: Path         # the RAM image, loaded at 0x20000000
+    stack_bottom: int   # the lowest address of the stack (the arena ends there)
+    arena_start: int    # the image, its zeroed data included, ends here
+
+
+def build_firmware(seed: int = 0, max_tokens: int = 128) -> Firmware:
+    """The RAM image for this seed and token limit per answer, built once and cached."""
+    if not shutil.which(CC):
+        raise OSError(f"{CC} is not installed (apt-get install gcc-arm-none-eabi)")
+    sources = [FIRMWARE / "startup.c", FIRMWARE / "main.c", SOURCES / "tinylm.c"]
+    flags = [*FLAGS, f"-DTLM_SEED={seed}u", f"-DTLM_MAX_TOKENS={max_tokens}"]
+    digest = hashlib.sha256(" ".join(flags).encode())
+    for path in [*sources, SOURCES / "tinylm.h", FIRMWARE / "ram.ld"]:
+        digest.update(path.read_bytes())
+    cache = Path(os.environ.get("TINYLM_CACHE") or Path.home() / ".cache" / "tinylm")
+    directory = cache / f"rp2040-{digest.hexdigest()[:16]}"
+    elf, image = directory / "firmware.elf", directory / "firmware.bin"
+    if not image.exists():
+        building = Path(tempfile.mkdtemp(prefix=".rp2040-", dir=cache))
+        commands = [
+            [CC, *flags, "-I", str(SOURCES), "-T", str(FIRMWARE / "ram.ld"), *map(str, sources),
+             "-lgcc", "-o", str(building / elf.name)],
+            ["arm-none-eabi-objcopy", "-O", "binary", str(building / elf.name),
+             str(building / image.name)]]
+        for command in commands:
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                shutil.rmtree(building, ignore_errors=True)
+                raise OSError(f"building the RP2040 firmware failed:\n{result.stderr}")
+        try:
+            os.replace(building, directory)   # atomic: a parallel build never sees half of it
+        except OSError:                       # another process got there first
+            shutil.rmtree(building, ignore_errors=True)
+    symbols = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True,
+                             check=True).stdout.split("\n")
+    address = {parts[2]: int(parts[0], 16) for parts in map(str.split, symbols) if len(parts) == 3}
+    return Firmware(image, address["__arena_end"], address["__arena_start"])
+
+
+def flash_from_uf2(data: bytes) -> list[tuple[int, bytes]]:
+    """The (flash offset, bytes) pieces a UF2 file writes, as the bootloader would."""
+    return [(block.address - FLASH_BASE, block.payload) for block in uf2.decode(data, "the UF2")]
+
+
+@dataclass
+class Run:
+    output: bytes
+    cycles: list[int]       # the core's cycle count when each output byte was sent
+    fed_at: list[int]       # ... when each input byte was put in the UART's FIFO
+    stack_used: int
+    finished: bool          # every expected closing line came
+
+
+def run(firmware: Firmware, flash: list[tuple[int, bytes]], typed: bytes,
+        max_cycles: int = 2_000_000_000) -> Run:
+    """Boot the firmware with these flash contents, type `typed` on UART0, and return once it
+    has answered every line (the boot line, then one closing line for each line typed)."""
+    reason = missing_tools()
+    if reason:
+        raise OSError(reason)
+    lines = typed.replace(b"\r\n", b"\n").replace(b"\r", b"\n").count(b"\n")
+    closings = 1 + lines + typed.count(protocol.HELLO)
+    with tempfile.TemporaryDirectory(prefix="tinylm-rp2040-") as directory:
+        command = ["node", str(EMULATOR / "run.js"), str(firmware.image)]
+        typed_path = Path(directory) / "typed.bin"
+        typed_path.write_bytes(typed)
+        command += [str(typed_path), str(closings), "--max-cycles", str(max_cycles),
+                    "--stack-bottom", str(firmware.stack_bottom)]
+        for i, (offset, data) in enumerate(flash):
+            path = Path(directory) / f"flash{i}.bin"
+            path.write_bytes(data)
+            command += ["--flash", f"{path}@{offset}"]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=EMULATOR)
+    if result.returncode != 0:
+        raise OSError(f"the emulator failed:\n{result.stderr}")
+    report = json.loads(result.stdout)
+    return Run(base64.b64decode(report["output"]), report["cycles"], report["fed_at"],
+               report["stack_used"], report["finished"])
+
+
+def answers(output: bytes) -> list[protocol.Event]:
+    """The protocol events in a run's output, each @text line's pieces joined."""
+    events: list[protocol.Event] = []
+    for event in protocol.Parser().feed(output):
+        if isinstance(event, protocol.Text) and events and isinstance(events[-1], protocol.Text):
+            events[-1] = protocol.Text(events[-1].data + event.data)
+        else:
+            events.append(event)
+    return events
+
+
+def model_flash(model_path: str | Path) -> list[tuple[int, bytes]]:
+    return [(MODEL_OFFSET, Path(model_path).read_bytes())]
+
+
+def bench(model_path: str | Path, prompt: bytes = b"Once upon a time", max_tokens: int = 64,
+          seed: int = 0) -> dict:
+    """Cycles for the prompt and per generated token, and what they mean at 133 MHz."""
+    firmware = build_firmware(seed, max_tokens)
+    result = run(firmware, model_flash(model_path), prompt + b"\n")
+    events = answers(result.output)
+    closing = events[-1]
+    if not isinstance(closing, protocol.Done):
+        raise ValueError(f"the firmware did not answer: {result.output[-300:]!r}")
+    ready = next(e for e in events if isinstance(e, protocol.Ready))
+    start = result.output.rindex(protocol.TEXT_START)
+    end = result.output.index(b"\n", start)
+    line_end_fed = result.fed_at[-1]
+    prompt_cycles = result.cycles[start] - line_end_fed
+    tokens = int(closing.fields["tokens"])
+    generation_cycles = (result.cycles[end] - result.cycles[start]) / max(tokens, 1)
+    prompt_tokens = int(closing.fields["prompt"])
+    model = read_bin(model_path)
+    macs = matvec_macs(model.config)
+    weight_bytes = streamed_weight_bytes(model)
+    compute_tok_s = CPU_HZ / generation_cycles
+    flash_tok_s = XIP_BYTES_PER_SECOND / weight_bytes
+    arena = int(ready.fields["arena"])
+    return {
+        "model": str(model_path),
+        "prompt_tokens": prompt_tokens,
+        "generated_tokens": tokens,
+        "cycles_per_prompt_token": round(prompt_cycles / prompt_tokens),
+        "cycles_per_generated_token": round(generation_cycles),
+        "tok_s_133mhz_emulated": round(compute_tok_s, 2),
+        "matvec_macs_per_token": macs,
+        "cycles_per_mac": round(generation_cycles / macs, 2),
+        "weight_bytes_per_token": weight_bytes,
+        "tok_s_xip_flash_bound": round(flash_tok_s, 2),
+        "tok_s_headline": round(min(compute_tok_s, flash_tok_s), 2),
+        "bound_by": "compute" if compute_tok_s <= flash_tok_s else "xip-flash",
+        "peak_sram_bytes": firmware.arena_start - SRAM_BASE + arena + result.stack_used,
+        "arena_bytes": arena,
+        "stack_bytes": result.stack_used,
+        "context": int(ready.fields["ctx"]),
+    }
+
+
+def matvec_macs(config) -> int:
+    """Multiply-accumulates of the weight matrices for one token (attention over the cache
+    not included: it grows with the position)."""
+    c = config
+    per_layer = c.dim * (c.n_heads + 2 * c.n_kv_heads) * c.head_dim \
+        + c.n_heads * c.head_dim * c.dim + 3 * c.dim * c.hidden_dim
+    return c.n_layers * per_layer + c.vocab_size * c.dim
+
+
+def streamed_weight_bytes(model) -> int:
+    """Bytes of weights read from flash per token: every tensor, but only one row of the
+    embedding table unless it is also the output matrix (tied)."""
+    total = sum(len(tensor_bytes(t)) for t in model.tensors.values())
+    if not model.config.tie_embeddings:
+        embeddings = len(tensor_bytes(model.tensors["tok_emb"]))
+        total -= embeddings - embeddings // model.config.vocab_size
+    return total
