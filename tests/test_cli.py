@@ -109,7 +109,7 @@ def test_import_stories260k_and_generate(tmp_path):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    result = run("demo", "--out", tmp_path, "--steps", 2)
+    result = run("demo", "--out", tmp_path, "--steps", 2, "--teacher-steps", 2, "--stories", 100)
     assert result.exit_code == 0, result.output
     for heading in ("before training", "after training", "never saw"):
         assert heading in result.stdout

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 SPLITS = ("auto", "endoftext", "blank", "none")
+# A teacher's targets for the training tokens, one row per token (SoftBatchSampler)
+SOFT_IDS, SOFT_LOGPROBS = "train.soft_ids.npy", "train.soft_logprobs.npy"
 _ENDOFTEXT_LINE = re.compile(r"^[ \t]*<\|endoftext\|>[ \t]*\r?$", re.MULTILINE)
 _BLANK_LINES = re.compile(r"\n[ \t\r]*\n")
 
@@ -107,9 +109,14 @@ class BatchSampler:
 
     def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
         """(inputs, targets), both (batch_size, seq_len) int64."""
-        starts = self.rng.integers(0, len(self.tokens) - self.seq_len, size=self.batch_size)
-        windows = self.tokens[starts[:, None] + np.arange(self.seq_len + 1)].astype(np.int64)
+        windows = self._windows(self._starts())
         return windows[:, :-1], windows[:, 1:]
+
+    def _starts(self) -> np.ndarray:
+        return self.rng.integers(0, len(self.tokens) - self.seq_len, size=self.batch_size)
+
+    def _windows(self, starts) -> np.ndarray:
+        return self.tokens[starts[:, None] + np.arange(self.seq_len + 1)].astype(np.int64)
 
     def state(self) -> dict:
         """The generator's state: a dict of ints and strings, JSON-serializable."""
@@ -117,3 +124,23 @@ class BatchSampler:
 
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
+
+
+class SoftBatchSampler(BatchSampler):
+    """Like BatchSampler (the same windows for the same seed), plus a teacher's targets for
+    every input position: soft_ids[t], soft_logprobs[t] is the distribution of the token after
+    token t (distill.py writes them, one row per token of the token file)."""
+
+    def __init__(self, tokens, soft_ids, soft_logprobs, batch_size, seq_len, seed):
+        if len(soft_ids) != len(tokens) or len(soft_logprobs) != len(tokens):
+            raise ValueError(f"{len(tokens)} tokens but {len(soft_ids)} rows of teacher targets")
+        super().__init__(tokens, batch_size, seq_len, seed)
+        self.soft_ids, self.soft_logprobs = soft_ids, soft_logprobs
+
+    def next_batch(self):
+        """(inputs, targets, soft ids, soft log-probs), the last two (batch_size, seq_len, k)."""
+        starts = self._starts()
+        windows = self._windows(starts)
+        rows = starts[:, None] + np.arange(self.seq_len)
+        return (windows[:, :-1], windows[:, 1:], self.soft_ids[rows].astype(np.int64),
+                np.asarray(self.soft_logprobs[rows]))

@@ -125,9 +125,10 @@ class Transformer:
     # ------------------------------------------------------------------------------------------
     # Training: forward keeps the activations, backward consumes them.
 
-    def forward(self, tokens, targets):
-        """tokens, targets: (B, T) ints. Returns the mean cross-entropy (nats/token) and the
-        activations that `backward` needs."""
+    def forward(self, tokens, targets, soft: ops.SoftTargets | None = None):
+        """tokens, targets: (B, T) ints. Returns the mean loss (nats/token) and the activations
+        that `backward` needs. The loss is the cross-entropy of the targets or, given a
+        teacher's `soft` targets, the distillation loss (ops.kd_loss_forward)."""
         c = self.config
         tokens = np.asarray(tokens)
         B, T = tokens.shape
@@ -140,17 +141,25 @@ class Transformer:
             block_caches.append(cache)
         h, final_norm_cache = ops.rmsnorm_forward(x, self.params["final_norm"], c.norm_eps)
         logits = ops.linear_forward(h, self.lm_head)
-        loss, ce_cache = ops.cross_entropy_forward(logits, np.asarray(targets).reshape(-1))
-        return loss, (tokens, block_caches, final_norm_cache, h, ce_cache)
+        targets = np.asarray(targets).reshape(-1)
+        if soft is None:
+            loss, loss_cache = ops.cross_entropy_forward(logits, targets)
+            loss_backward = ops.cross_entropy_backward
+        else:
+            loss, loss_cache = ops.kd_loss_forward(
+                logits, targets, soft.ids.reshape(B * T, -1), soft.logprobs.reshape(B * T, -1),
+                soft.weight, soft.temperature)
+            loss_backward = ops.kd_loss_backward
+        return loss, (tokens, block_caches, final_norm_cache, h, loss_backward, loss_cache)
 
     def backward(self, activations) -> dict[str, np.ndarray]:
         """Gradients of the loss of the `forward` that returned `activations`, for every parameter
         (same names as params). The activations are consumed: some of their buffers are reused."""
         c = self.config
-        tokens, block_caches, final_norm_cache, h, ce_cache = activations
+        tokens, block_caches, final_norm_cache, h, loss_backward, loss_cache = activations
         B, T = tokens.shape
         grads = {}
-        d_logits = ops.cross_entropy_backward(ce_cache)
+        d_logits = loss_backward(loss_cache)
         d_h, d_head = ops.linear_backward(d_logits, h, self.lm_head)
         d_x, grads["final_norm"] = ops.rmsnorm_backward(d_h, final_norm_cache)
         for i in reversed(range(c.n_layers)):
@@ -163,20 +172,21 @@ class Transformer:
         grads["tok_emb"] = d_emb
         return grads
 
-    def loss_and_grads(self, tokens, targets, n_threads=2):
-        """forward + backward, with the batch split across threads. NumPy's elementwise loops run
-        on one core but release Python's lock, so halves of a batch in two threads use two cores.
-        The halves' gradients are averaged in a fixed order, so the result does not depend on
-        thread timing."""
+    def loss_and_grads(self, tokens, targets, n_threads=2, soft: ops.SoftTargets | None = None):
+        """forward + backward (`soft` as in forward), with the batch split across threads.
+        NumPy's elementwise loops run on one core but release Python's lock, so halves of a
+        batch in two threads use two cores. The halves' gradients are averaged in a fixed
+        order, so the result does not depend on thread timing."""
         tokens, targets = np.asarray(tokens), np.asarray(targets)
         n_threads = max(1, min(n_threads, len(tokens)))
         if n_threads == 1:
-            loss, activations = self.forward(tokens, targets)
+            loss, activations = self.forward(tokens, targets, soft)
             return loss, self.backward(activations)
         parts = np.array_split(np.arange(len(tokens)), n_threads)
 
         def one_part(rows):
-            loss, activations = self.forward(tokens[rows], targets[rows])
+            part_soft = None if soft is None else soft.rows(rows)
+            loss, activations = self.forward(tokens[rows], targets[rows], part_soft)
             return loss, self.backward(activations)
 
         with single_threaded_blas(), ThreadPoolExecutor(n_threads) as pool:

@@ -12,6 +12,8 @@ matrix products, are what cost time at these sizes.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 
@@ -221,4 +223,90 @@ def cross_entropy_backward(cache):
     d_logits = probs                    # the cache is not needed again: reuse its buffer
     d_logits[np.arange(len(targets)), targets] -= 1.0
     d_logits *= 1.0 / len(targets)
+    return d_logits
+
+
+# ----------------------------------------------------------------------------------------------
+# Distillation: hard-label cross-entropy mixed with KL(teacher || student) at temperature T,
+#   loss = mean over positions of  (1 - w) * CE(z, target) + w * T^2 * KL(q_T || s_T).
+# The teacher is known only by its top k tokens (ids, log-probs; -inf marks an unused slot).
+# All else it predicts is one more outcome, "rest", holding its remaining probability; the
+# student's rest is its probability outside the listed ids. Both are then distributions over
+# the same k + 1 outcomes, and T tempers those: q_T ~ q^(1/T), s_T ~ s^(1/T) (s = softmax(z)
+# summed into the outcomes). At T = 1 this KL is exact for the teacher as stored, and a lower
+# bound on the full one: merging outcomes never adds divergence.
+# Backward: dL/d(log s_j) = T (s_T,j - q_T,j) =: g_j over the k + 1 outcomes, and through
+# log s_j = z_id - logsumexp(z),  log s_rest = log(sum of p_v outside) - logsumexp(z):
+#   dz_v = g_j                    for v the listed id of slot j
+#   dz_v = g_rest * p_v / s_rest  for v not listed
+# (a term -p_v * sum_j g_j drops out: both tempered distributions sum to 1).
+
+class SoftTargets(NamedTuple):
+    """A batch's teacher distributions, and how much they count against the hard labels."""
+    ids: np.ndarray        # (B, T, k) token ids
+    logprobs: np.ndarray   # (B, T, k) natural-log probabilities; -inf for an unused slot
+    weight: float          # w above: 0 is plain training, 1 pure distillation
+    temperature: float     # T above
+
+    def rows(self, rows):
+        """The targets of some sequences of the batch, e.g. for one thread."""
+        return self._replace(ids=self.ids[rows], logprobs=self.logprobs[rows])
+
+
+def _log_softmax(x):
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def kd_loss_forward(logits, targets, soft_ids, soft_logprobs, weight, temperature):
+    """logits: (N, V); targets: (N,); soft_ids, soft_logprobs: (N, k) with the ids of a row
+    distinct. Returns the mean loss and what the backward needs."""
+    N, k = soft_ids.shape
+    rows = np.arange(N)
+    listed = np.isfinite(soft_logprobs)
+    probs = logits - logits.max(axis=-1, keepdims=True)
+    target_logits = probs[rows, targets]
+    listed_logits = np.take_along_axis(probs, soft_ids, axis=1)
+    np.exp(probs, out=probs)
+    sums = probs.sum(axis=-1, keepdims=True)
+    log_sums = np.log(sums)
+    probs *= 1.0 / sums
+    cross_entropy = log_sums[:, 0] - target_logits
+
+    rest = probs.copy()                 # the student's probabilities outside the listed ids
+    listed_rows, listed_slots = np.nonzero(listed)
+    rest[listed_rows, soft_ids[listed_rows, listed_slots]] = 0.0
+    student_rest = rest.sum(axis=-1)
+    student = np.full((N, k + 1), -np.inf, dtype=probs.dtype)     # log s over the outcomes
+    np.subtract(listed_logits, log_sums, out=student[:, :k], where=listed)
+    student[:, k] = np.log(np.maximum(student_rest, np.finfo(probs.dtype).tiny))
+    teacher = np.full((N, k + 1), -np.inf, dtype=probs.dtype)     # log q over the outcomes
+    teacher[:, :k] = soft_logprobs
+    teacher_rest = 1.0 - np.exp(teacher[:, :k]).sum(axis=-1)
+    np.log(teacher_rest, out=teacher[:, k], where=teacher_rest > 0)
+
+    log_s = _log_softmax(student / temperature)
+    log_q = _log_softmax(teacher / temperature)
+    q = np.exp(log_q)
+    log_ratio = np.subtract(log_q, log_s, out=np.zeros_like(q), where=q > 0)  # 0 log 0 = 0
+    kl = (q * log_ratio).sum(axis=-1)
+    loss = (1 - weight) * cross_entropy.mean() + weight * temperature ** 2 * kl.mean()
+    g = temperature * (np.exp(log_s) - q)
+    return float(loss), (probs, rest, student_rest, targets, soft_ids, listed, g, weight)
+
+
+def kd_loss_backward(cache):
+    probs, rest, student_rest, targets, soft_ids, listed, g, weight = cache
+    N, k = soft_ids.shape
+    per_rest = np.divide(g[:, k], student_rest, out=np.zeros_like(student_rest),
+                         where=student_rest > 0)
+    d_logits = rest                     # reuse the buffer: rest * g_rest / s_rest, times w
+    d_logits *= (weight * per_rest)[:, None]
+    listed_rows, listed_slots = np.nonzero(listed)
+    d_logits[listed_rows, soft_ids[listed_rows, listed_slots]] = \
+        weight * g[listed_rows, listed_slots]
+    probs *= 1.0 - weight               # plus (1 - w) (softmax - onehot), the cross-entropy's
+    probs[np.arange(N), targets] -= 1.0 - weight
+    d_logits += probs
+    d_logits *= 1.0 / N
     return d_logits

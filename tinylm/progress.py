@@ -27,14 +27,18 @@ class ProgressBar:
         self.shown_width = 0  # of the line now on screen (tty), to blank it out
 
     def update(self, step: int, loss: float, force: bool = False) -> None:
+        steps_per_s = (step - self.start_step) / max(time.perf_counter() - self.start_time, 1e-9)
+        left = (self.total_steps - step) / steps_per_s if steps_per_s else math.inf
+        self.show(f"step {step}/{self.total_steps} | loss {loss:.4f} | "
+                  f"{steps_per_s * self.tokens_per_step:,.0f} tok/s | ETA {duration(left)}", force)
+
+    def show(self, line: str, force: bool = False) -> None:
+        """Draw `line` as the progress line, if `interval` has passed since the last one (or
+        `force`). `update` draws training steps; other work draws lines of its own."""
         now = time.perf_counter()
         if not force and now - self.last_shown < self.interval:
             return
         self.last_shown = now
-        steps_per_s = (step - self.start_step) / max(now - self.start_time, 1e-9)
-        left = (self.total_steps - step) / steps_per_s if steps_per_s else math.inf
-        line = (f"step {step}/{self.total_steps} | loss {loss:.4f} | "
-                f"{steps_per_s * self.tokens_per_step:,.0f} tok/s | ETA {_duration(left)}")
         if self.tty:
             self.stream.write("\r" + line.ljust(self.shown_width))
             self.shown_width = len(line)
@@ -51,7 +55,7 @@ class ProgressBar:
         self.stream.flush()
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
     minutes, s = divmod(round(seconds), 60)

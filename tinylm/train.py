@@ -6,6 +6,7 @@
     2. Loop: learning rate from the schedule, a random batch, loss and gradients, gradient
        clipping, an AdamW step (optim.py). Every eval_every steps, loss and bits per byte on the
        validation tokens; every checkpoint_every steps, and at the end, a checkpoint.
+       With kd_weight > 0 the loss mixes in a teacher's predictions (distill.py, ops.py).
 
 Each run appends to OUT/metrics.jsonl and redraws OUT/loss.png (with matplotlib) at checkpoints.
 
@@ -29,10 +30,11 @@ import numpy as np
 
 from .checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from .config import ModelConfig
-from .data import (BatchSampler, encode_documents, load_tokens, read_documents, save_tokens,
-                   split_tail, token_dtype)
+from .data import (SOFT_IDS, SOFT_LOGPROBS, BatchSampler, SoftBatchSampler, encode_documents,
+                   load_tokens, read_documents, save_tokens, split_tail, token_dtype)
 from .evaluate import document_nats
 from .model import Transformer
+from .ops import SoftTargets
 from .optim import AdamW, clip_grad_norm, learning_rate
 from .progress import ProgressBar, append_metrics, plot_losses
 from .tokenizer import Tokenizer
@@ -63,6 +65,9 @@ class TrainArgs:
     weight_decay: float = 0.1
     grad_clip: float = 1.0          # max global gradient norm; 0: no clipping
     seed: int = 0
+    # distillation (distill.py writes the teacher's targets next to the token files)
+    kd_weight: float = 0.0          # weight of the teacher's targets; 0: the hard labels alone
+    temperature: float = 1.0        # of the KD loss (ops.kd_loss_forward)
     # bookkeeping
     eval_every: int = 100
     eval_tokens: int = 32768        # validation tokens per evaluation (from the start of val)
@@ -111,7 +116,12 @@ def train(args: TrainArgs, on_step=None) -> dict:
                          "or separate validation files")
     save_tokens(train_tokens, out / "train")
     save_tokens(val_tokens, out / "val")
+    return start(args, tokenizer, on_step)
 
+
+def start(args: TrainArgs, tokenizer: Tokenizer, on_step=None) -> dict:
+    """A new run on token files already in args.out (train.*, val.*, and for kd_weight > 0
+    the teacher's targets), e.g. written by train() or distill.py."""
     model = Transformer.initialize(model_config(args, tokenizer.vocab_size), seed=args.seed)
     optimizer = AdamW(model.params, weight_decay=args.weight_decay)
     # (seed, 1): a random stream of its own, apart from the one that initialized the weights.
@@ -143,8 +153,16 @@ def resume(out: str | Path, on_step=None, **changes) -> dict:
 
 
 def _sampler(args: TrainArgs, config: ModelConfig, seed) -> BatchSampler:
-    train_tokens = load_tokens(Path(args.out) / f"train.{token_dtype(config.vocab_size).name}")
-    return BatchSampler(train_tokens, args.batch_size, args.seq_len, seed)
+    out = Path(args.out)
+    train_tokens = load_tokens(out / f"train.{token_dtype(config.vocab_size).name}")
+    if args.kd_weight == 0:
+        return BatchSampler(train_tokens, args.batch_size, args.seq_len, seed)
+    if not (out / SOFT_IDS).exists():
+        raise FileNotFoundError(f"kd_weight {args.kd_weight} needs a teacher's targets in {out} "
+                                f"({SOFT_IDS}): make them with `tinylm distill`")
+    return SoftBatchSampler(train_tokens, np.load(out / SOFT_IDS, mmap_mode="r"),
+                            np.load(out / SOFT_LOGPROBS, mmap_mode="r"), args.batch_size,
+                            args.seq_len, seed)
 
 
 def _train_loop(args, model, tokenizer, optimizer, sampler, step, on_step) -> dict:
@@ -181,8 +199,9 @@ def _train_loop(args, model, tokenizer, optimizer, sampler, step, on_step) -> di
             while step < args.steps:
                 step_started = time.perf_counter()
                 lr = learning_rate(step, args.lr, args.steps, warmup, args.min_lr_ratio)
-                inputs, targets = sampler.next_batch()
-                loss, grads = model.loss_and_grads(inputs, targets, args.threads)
+                inputs, targets, *teacher = sampler.next_batch()
+                soft = SoftTargets(*teacher, args.kd_weight, args.temperature) if teacher else None
+                loss, grads = model.loss_and_grads(inputs, targets, args.threads, soft)
                 grad_norm = clip_grad_norm(grads, args.grad_clip)
                 optimizer.step(grads, lr)
                 step += 1
