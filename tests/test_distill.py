@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tiny_teacher import make_tiny_gemma
+from tiny_teacher import gemma_folder, offline  # noqa: F401  (fixtures)
 from tinylm.checkpoint import load_checkpoint
 from tinylm.cli import main
 from tinylm.corpus import make_stories
@@ -22,18 +22,6 @@ pytest.importorskip("transformers", reason="transformers not installed: distilla
 TINY = ["--shard-size", 4, "--max-new-tokens", 10, "--vocab-size", 300,
         "--dim", 16, "--n-layers", 1, "--n-heads", 2, "--seq-len", 32, "--batch-size", 4,
         "--eval-every", 2, "--threads", 1, "--kd-weight", 0.7, "--temperature", 2]
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    import huggingface_hub.constants
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-
-
-@pytest.fixture(scope="module")
-def gemma_folder(tmp_path_factory):
-    return make_tiny_gemma(tmp_path_factory.mktemp("tiny-gemma"))
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import types
 import numpy as np
 import pytest
 
-from tiny_teacher import STORIES260K_HF, make_tiny_gemma, needs_stories260k
+from tiny_teacher import STORIES260K_HF, gemma_folder, needs_stories260k, offline  # noqa: F401
 from tinylm.corpus import make_stories
 from tinylm.targets import done_shards, read_manifest, read_pieces
 
@@ -16,18 +16,6 @@ from teacher.load import _explain, load_teacher, pick_dtype   # noqa: E402
 from teacher.sources import Record, builtin_prompts, plan_records   # noqa: E402
 from teacher.targets import TargetSettings, make_targets, parse_shard   # noqa: E402
 from teacher.vocab import teacher_vocab, tinylm_tokenizer   # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    import huggingface_hub.constants
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-
-
-@pytest.fixture(scope="module")
-def gemma_folder(tmp_path_factory):
-    return make_tiny_gemma(tmp_path_factory.mktemp("tiny-gemma"))
 
 
 @pytest.fixture(scope="module")

@@ -22,3 +22,18 @@ def make_tiny_gemma(folder: Path, steps: int = 3) -> Path:
     return train_tiny_gemma(make_stories(300, seed=5), folder, vocab_size=400, steps=steps,
                             batch_size=4, seq_len=64, dim=32, n_layers=2, n_heads=2,
                             head_dim=16, hidden_dim=64, log=lambda message: None)
+
+
+# Fixtures for the test modules that use the teacher (they import them by name).
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """No hub access, as on the machines the tests run on: everything loads from folders."""
+    import huggingface_hub.constants
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture(scope="module")
+def gemma_folder(tmp_path_factory):
+    return make_tiny_gemma(tmp_path_factory.mktemp("tiny-gemma"))
