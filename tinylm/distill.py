@@ -75,8 +75,9 @@ class DistillArgs:
     training: dict = field(default_factory=dict)         # TrainArgs fields (model, steps, KD)
 
     def __post_init__(self):
-        self.data, self.val_data, self.out = list(map(str, self.data)), \
-            list(map(str, self.val_data)), str(self.out)
+        # plain types, so the settings survive a round trip through distill.json
+        self.data, self.val_data = [str(p) for p in self.data], [str(p) for p in self.val_data]
+        self.out = str(self.out)
         if self.student_tokenizer not in STUDENT_TOKENIZERS:
             raise ValueError(f"--student-tokenizer must be one of {STUDENT_TOKENIZERS}")
         if self.undecided not in UNDECIDED:
