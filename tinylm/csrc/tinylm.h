@@ -52,6 +52,11 @@ typedef struct {
     int16_t *q16;
     int64_t *acc;                    /* attention sums, head_dim */
     int32_t pending;                 /* token sampled last, to feed next; -1 none */
+    /* Optional, for a CPU with two cores (set after tlm_init): runs task(arg, 0) and
+       task(arg, 1) at the same time, one per core, and returns when both are done; each does
+       half of a matrix's rows. NULL (the default): both halves here, one after the other. */
+    void (*run_both)(void *ctx, void (*task)(void *arg, uint32_t part), void *arg);
+    void *run_both_ctx;
 } tlm_state;
 
 typedef struct {
