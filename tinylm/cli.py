@@ -142,18 +142,30 @@ def train_command(ctx, data, val_data, out, resume, as_json, **options):
 
 # ---- generate, eval, info -------------------------------------------------------------------
 
+def sampling_options(command):
+    """The prompt and sampling options of `generate` and `run` (each adds its own --seed)."""
+    options = [
+        click.option("--prompt", default="",
+                     help="Text to continue. [default: none, start a new text]"),
+        click.option("--max-tokens", type=SOME, default=256, show_default=True,
+                     help="Most tokens to generate."),
+        click.option("--temperature", type=NON_NEGATIVE, default=1.0, show_default=True,
+                     help="Below 1: safer choices; above 1: wilder ones; "
+                          "0: always the most likely token."),
+        click.option("--top-k", type=SOME, default=0, show_default=True,
+                     help="Sample from the k most likely tokens only (0: all)."),
+        click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.9,
+                     show_default=True, help="Sample from the most likely tokens that together "
+                                             "have this probability."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command("generate")
 @click.argument("model_path", metavar="MODEL")
-@click.option("--prompt", default="", help="Text to continue. [default: none, start a new text]")
-@click.option("--max-tokens", type=SOME, default=256, show_default=True,
-              help="Most tokens to generate.")
-@click.option("--temperature", type=NON_NEGATIVE, default=1.0, show_default=True,
-              help="Below 1: safer choices; above 1: wilder ones; 0: always the most likely token.")
-@click.option("--top-k", type=SOME, default=0, show_default=True,
-              help="Sample from the k most likely tokens only (0: all).")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.9,
-              show_default=True,
-              help="Sample from the most likely tokens that together have this probability.")
+@sampling_options
 @click.option("--seed", type=int, default=None,
               help="Seed, for a repeatable sample. [default: random]")
 def generate_command(model_path, prompt, **sampling):
@@ -501,16 +513,7 @@ def quantize_command(model_path, bits, group_size, out, calib_paths, eval_paths,
 
 @main.command("run")
 @click.argument("model_path", metavar="MODEL.bin")
-@click.option("--prompt", default="", help="Text to continue. [default: none, start a new text]")
-@click.option("--max-tokens", type=SOME, default=256, show_default=True,
-              help="Most tokens to generate.")
-@click.option("--temperature", type=NON_NEGATIVE, default=1.0, show_default=True,
-              help="0: always the most likely token.")
-@click.option("--top-k", type=SOME, default=0, show_default=True,
-              help="Sample from the k most likely tokens only (0: all).")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.9,
-              show_default=True, help="Sample from the most likely tokens that together have "
-                                      "this probability.")
+@sampling_options
 @click.option("--seed", type=click.IntRange(0, 2 ** 64 - 1), default=0, show_default=True,
               help="Seed of the sampler: the same seed gives the same text on both engines.")
 @click.option("--engine", type=click.Choice(["c", "numpy"]), default="c", show_default=True,
