@@ -123,7 +123,7 @@ def test_a_board_that_goes_silent_mid_answer_times_out(board):
     result = chat(b.path, "--prompt", "hello", "--timeout", "0.5")
     assert result.returncode == 1
     assert time.monotonic() - start < 20
-    assert result.stdout == "hello and then"                  # what came before the silence
+    assert result.stdout == "hello and then\n"    # what came before the silence, and a line end
     assert "sent nothing for 0.5 s while waiting for the answer" in result.stderr
 
 

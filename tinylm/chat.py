@@ -94,7 +94,11 @@ def check_prompt(prompt: str, max_line: int) -> bytes:
         raise Unanswered("a prompt is one line: it cannot contain a line break")
     if any(ord(c) < 0x20 and c != "\t" for c in prompt):
         raise Unanswered("a prompt cannot contain control characters")
-    line = prompt.encode("utf-8")
+    try:
+        line = prompt.encode("utf-8")
+    except UnicodeEncodeError as e:     # bytes that were not UTF-8, kept by Python as surrogates
+        raise Unanswered(f"the prompt is not valid UTF-8 (from character {e.start + 1} on): "
+                         "the board takes UTF-8 text") from None
     if len(line) > max_line:
         raise Unanswered(f"the prompt is {len(line)} bytes in UTF-8, {len(line) - max_line} "
                          f"more than the {max_line} the board takes on a line: shorten it")
@@ -163,6 +167,9 @@ def ask(link: Link, prompt: str, max_line: int, out: TextIO, err: TextIO) -> Ans
             answer = transcript.handle(pending.pop(0))
             if answer is not None:
                 return answer
+        except DeviceError:
+            transcript.end_line()       # the message that follows gets a line of its own
+            raise
         except KeyboardInterrupt:
             if cancelled:
                 raise
@@ -191,7 +198,8 @@ def read_prompt(stdin: TextIO) -> str | None:
     if stdin.isatty():
         try:
             return input("> ")
-        except EOFError:
+        except EOFError:                # Ctrl-D: what the shell prints next gets its own line
+            print()
             return None
     line = stdin.readline()
     return line.rstrip("\r\n") if line else None
@@ -201,6 +209,9 @@ def chat(port: str, baud: int = 115200, prompt: str | None = None, timeout: floa
     """One prompt (for scripts), or a session reading prompts from stdin until its end.
     Returns the exit status: 130 if the one prompt's answer was stopped with Ctrl-C."""
     stdin, out, err = sys.stdin, sys.stdout, sys.stderr
+    # Typed bytes that are not UTF-8 reach check_prompt, which says so, instead of ending the
+    # session with a decoding error.
+    stdin.reconfigure(errors="surrogateescape")
     link = Link(port, baud, timeout)
     try:
         info = link.hello()

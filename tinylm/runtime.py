@@ -4,7 +4,8 @@ The sources ship inside the package. `build()` compiles them with the system C c
 else cc, gcc or clang) into a cache directory ($TINYLM_CACHE, else ~/.cache/tinylm), under a
 name that hashes the sources, the machine type, the compiler and the flags: a changed source
 is rebuilt, an unchanged one never. `CEngine` runs a .bin there; its logits are Q16 integers,
-as in the C API.
+as in the C API. `HostBoard` runs the firmware's device loop (serve.c) here, on a
+pseudo-terminal that `tinylm chat` opens as it would a board's serial port.
 """
 from __future__ import annotations
 
@@ -32,21 +33,25 @@ def compiler() -> str:
     return cc
 
 
+PROGRAMS = {   # what build() makes: file name, sources besides tinylm.c and host.c, flags
+    "library": ("libtinylm-{}.so", [], ["-shared", "-fPIC"]),
+    "program": ("tinylm-host-{}", [], ["-DTLM_HOST_MAIN"]),
+    "server": ("tinylm-serve-{}", ["serve.c", "serve_host.c"], []),
+}
+
+
 def build(kind: str = "library", extra_flags: tuple[str, ...] = ()) -> Path:
-    """Path of the cached shared library ("library") or command-line program ("program")."""
+    """Path of the cached shared library ("library"), command-line program ("program") or
+    device loop on standard input and output ("server", see HostBoard)."""
     cc = compiler()
-    flags = [*FLAGS, *extra_flags]
-    sources = [SOURCES / "tinylm.c", SOURCES / "host.c"]
-    if kind == "library":
-        flags += ["-shared", "-fPIC"]
-    else:
-        flags += ["-DTLM_HOST_MAIN"]
+    name, more_sources, kind_flags = PROGRAMS[kind]
+    flags = [*FLAGS, *extra_flags, *kind_flags]
+    sources = [SOURCES / "tinylm.c", SOURCES / "host.c", *(SOURCES / s for s in more_sources)]
     digest = hashlib.sha256(" ".join([platform.machine(), cc, kind, *flags]).encode())
-    for path in [*sources, SOURCES / "tinylm.h"]:
+    for path in [*sources, *sorted(SOURCES.glob("*.h"))]:
         digest.update(path.read_bytes())
     cache = Path(os.environ.get("TINYLM_CACHE") or Path.home() / ".cache" / "tinylm")
     cache.mkdir(parents=True, exist_ok=True)
-    name = "libtinylm-{}.so" if kind == "library" else "tinylm-host-{}"
     target = cache / name.format(digest.hexdigest()[:16])
     if not target.exists():
         temporary = target.with_name(f".{target.name}.{os.getpid()}")
@@ -164,3 +169,43 @@ def arena_bytes(config, context: int = 0) -> int:
              2 * widest, 2 * q_dim, cache * kv_dim, cache * kv_dim, cache * c.n_kv_heads,
              cache * c.n_kv_heads]
     return sum(-(-p // 16) * 16 for p in parts)
+
+
+class HostBoard:
+    """A board on this computer: the device loop of the firmware (csrc/serve.c, built with
+    csrc/serve_host.c) serving a .bin on the master side of a pseudo-terminal. `path` is the
+    slave side (/dev/pts/N), a serial port for `tinylm chat --port`. Sampling as `tinylm run`."""
+
+    def __init__(self, model_path: str | Path, seed: int = 0, max_tokens: int = 256,
+                 context: int = 0):
+        if not hasattr(os, "openpty"):
+            raise OSError("serving a model on a pseudo-terminal needs a POSIX system")
+        import tty          # POSIX only, like openpty
+        program = build("server")
+        master, self.slave = os.openpty()
+        # Raw, as pyserial sets a port: no echo, no line editing, no LF to CR LF.
+        tty.setraw(self.slave)
+        self.path = os.ttyname(self.slave)
+        # This side keeps the slave open, so that the device loop's port stays up while no
+        # client has it open (a master reads end of file once the last slave is closed).
+        try:
+            self.process = subprocess.Popen(
+                [str(program), str(model_path), "-s", str(seed), "-n", str(max_tokens),
+                 "-c", str(context)], stdin=master, stdout=master)
+        except OSError:
+            os.close(self.slave)
+            raise
+        finally:
+            os.close(master)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.wait()
+        os.close(self.slave)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

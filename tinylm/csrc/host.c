@@ -4,8 +4,9 @@
        tinylm-host MODEL.bin [-p PROMPT] [-n MAX_TOKENS] [-t TEMPERATURE] [-k TOP_K]
                    [-P TOP_P] [-s SEED] [-c CONTEXT]
 
-   Python (tinylm/runtime.py) loads the same code as a shared library through ctypes. On a
-   microcontroller, firmware does what tlm_host_open does with its flash and a static array. */
+   Python (tinylm/runtime.py) loads the same code as a shared library through ctypes, and
+   serve_host.c reads its model with tlm_host_read. On a microcontroller, firmware does what
+   tlm_host_open does with its flash and a static array. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,22 +32,37 @@ void tlm_host_close(tlm_host *h) {
     free(h);
 }
 
+/* The whole file in a fresh 16-byte-aligned block (the runtime's need), its size in *size;
+   NULL and *error set on failure. free(*block) frees it. */
+uint8_t *tlm_host_read(const char *path, size_t *size, void **block, const char **error) {
+    FILE *f = fopen(path, "rb");
+    long length = -1;
+    uint8_t *data = NULL;
+    *block = NULL;
+    *error = "cannot open the model file";
+    if (!f) return NULL;
+    if (fseek(f, 0, SEEK_END) == 0) length = ftell(f);
+    *error = "cannot read the model file";
+    if (length >= 0 && fseek(f, 0, SEEK_SET) == 0) data = alloc16((size_t)length, block);
+    if (data && fread(data, 1, (size_t)length, f) != (size_t)length) data = NULL;
+    fclose(f);
+    if (!data) {
+        free(*block);
+        *block = NULL;
+        return NULL;
+    }
+    *size = (size_t)length;
+    return data;
+}
+
 /* Returns NULL and sets *error on failure (the runtime's message, or the system's). */
 tlm_host *tlm_host_open(const char *path, uint32_t context, const char **error) {
     tlm_host *h = calloc(1, sizeof *h);
-    FILE *f = fopen(path, "rb");
-    long size = -1;
+    size_t size = 0;
     uint8_t *data = NULL;
-    *error = "cannot open the model file";
-    if (!h || !f) goto fail;
-    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    *error = "cannot read the model file";
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) goto fail;
-    data = alloc16((size_t)size, &h->file_block);
-    if (!data || fread(data, 1, (size_t)size, f) != (size_t)size) goto fail;
-    fclose(f);
-    f = NULL;
-    if ((*error = tlm_load(&h->model, data, (size_t)size)) != NULL) goto fail;
+    *error = "out of memory";
+    if (!h || !(data = tlm_host_read(path, &size, &h->file_block, error))) goto fail;
+    if ((*error = tlm_load(&h->model, data, size)) != NULL) goto fail;
     size_t need = tlm_arena_size(&h->model, context);
     void *arena = alloc16(need, &h->arena_block);
     *error = "out of memory";
@@ -54,7 +70,6 @@ tlm_host *tlm_host_open(const char *path, uint32_t context, const char **error) 
     if ((*error = tlm_init(&h->state, &h->model, arena, need, context)) != NULL) goto fail;
     return h;
 fail:
-    if (f) fclose(f);
     tlm_host_close(h);
     return NULL;
 }

@@ -34,6 +34,9 @@ typedef struct {
     const char *model_error;         /* ... and the message */
     const char *where, *how_to_flash;   /* "flash 0x10100000", "tinylm flash rp2040" */
     const uint8_t *model_bytes;
+    size_t model_room;               /* bytes readable at model_bytes */
+    const char *weights;             /* for @ready, where the weights are read from ("sram",
+                                        "flash"); NULL (tlm_server_init's choice) leaves it out */
     /* sampling for every answer; tlm_server_init sets `tinylm run`'s defaults */
     uint32_t temperature_q16, top_k, top_p_q16, max_tokens;
     uint64_t seed;                   /* the sampler is reseeded with it for every prompt */
@@ -49,6 +52,15 @@ typedef struct {
 void tlm_server_init(tlm_server *s, const tlm_io *io, const char *board, const void *model,
                      size_t model_room, const char *where, const char *how_to_flash,
                      void *arena, size_t arena_size);
+
+/* Every token reads every weight. From flash, reads go through a small cache (16 KB on the
+   RP2040) that a larger model streams through at the flash chip's pace; RAM has no such wait.
+   So a firmware may copy the model to the start of its RAM when it fits there beside the arena
+   for the model's whole context. Returns the copy (and moves *memory and *memory_size past it,
+   keeping 16-byte alignment), or `model` itself when it does not fit or is not a usable model
+   (tlm_server_init then says why). */
+const uint8_t *tlm_copy_model_if_it_fits(const uint8_t *model, size_t model_room,
+                                         uint8_t **memory, size_t *memory_size);
 
 /* Sends the @ready line, or the @error line when there is no usable model. */
 void tlm_server_hello(tlm_server *s);
