@@ -6,7 +6,8 @@ table and app of an `idf.py build` folder go in the same run, and the partition 
 the one in that build, since that is the table the board will have.
 
 Every check runs before esptool is started, so nothing reaches the board unless all pass: the
-table has a model partition, the model fits in it, the build folder is complete. esptool then
+table has a model partition, the model fits in it and its runtime in the chip's RAM (the memory
+planner, memplan.py), the build folder is complete. esptool then
 erases and writes each region and verifies it by comparing the MD5 of what the flash holds
 with the MD5 of the file (its write-flash does this for every file).
 """
@@ -19,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import memplan
 from . import partitions as pt
 from .model_image import check_fits, read_model
 from .optional import FLASH_EXTRA, MissingPackage
@@ -27,6 +29,7 @@ from .serial_ports import find_board_port, system_ports
 MODEL_PARTITION = "model"
 DEFAULT_PARTITIONS = Path(__file__).resolve().parents[1] / "firmware_esp32" / "partitions.csv"
 BUILD_IMAGES = ("bootloader", "partition-table", "app")   # the entries of flasher_args.json
+FLASH_SIZE = 4 << 20       # the flash firmware_esp32/partitions.csv is laid out for
 ESPTOOL_MAJOR = 5          # the version whose command line (write-flash, --flash-mode) we use
 
 
@@ -90,6 +93,26 @@ def model_partition(partitions_csv: str | Path | None,
     return partition
 
 
+def flash_room(partition: pt.Partition, flash_size: int = FLASH_SIZE) -> memplan.FlashRoom:
+    """Where the model goes in an ESP32's flash: its partition."""
+    if partition.end > flash_size:
+        raise ValueError(f"the {MODEL_PARTITION} partition ends at {partition.end:#x}, past the "
+                         f"end of the flash ({flash_size:#x} bytes): shrink it in the table")
+    return memplan.FlashRoom(flash_size, partition.offset, partition.size,
+                             f"the {MODEL_PARTITION} partition at {partition.offset:#x}",
+                             "a larger model partition (firmware_esp32/partitions.csv)")
+
+
+def planned_board(chip: str, build: FirmwareBuild | None) -> str:
+    """The chip whose memory the check uses: the one named, the build's, or else the plain
+    ESP32, the one with the least internal RAM for the arena."""
+    if chip == "auto":
+        chip = build.chip if build is not None and build.chip else "esp32"
+    if chip not in memplan.BOARDS:
+        raise ValueError(f"no memory figures for {chip} (known: {', '.join(memplan.BOARDS)})")
+    return chip
+
+
 def check_esptool() -> None:
     try:
         version = importlib.metadata.version("esptool")
@@ -110,12 +133,15 @@ def esptool_command(port: str, baud: int, chip: str, images: list[tuple[int, Pat
 
 def flash_esp32(model_path: str | Path, port: str = "auto", baud: int = 921600,
                 chip: str = "auto", partitions_csv: str | Path | None = None,
-                firmware: str | Path | None = None, echo=print) -> None:
+                firmware: str | Path | None = None, context: int = 0, psram: int = 0,
+                echo=print) -> None:
     model = read_model(model_path)
     build = read_build(firmware) if firmware is not None else None
     partition = model_partition(partitions_csv, build)
-    check_fits(len(model), partition.size, str(model_path),
-               f"the {MODEL_PARTITION} partition at {partition.offset:#x}")
+    # Only esptool learns the board's flash size; the table is trusted to fit in it.
+    room = flash_room(partition, max(FLASH_SIZE, partition.end))
+    memplan.check(model_path, planned_board(chip, build), room, context, psram, echo)
+    check_fits(len(model), room.model_room, str(model_path), room.place)
     images = [(partition.offset, Path(model_path))]
     flash_settings = []
     if build is not None:

@@ -2,9 +2,11 @@
 then handed to the board.
 
 The firmware reads the model in place from flash at FLASH_BASE + MODEL_OFFSET (docs/flashing.md).
-The UF2 file is always written to disk first; then it goes to the board the first way that works:
-copied onto the drive an RP2040 in BOOTSEL mode shows (RPI-RP2), or loaded with picotool when
-that is installed; otherwise the message says where the file is and what to do with it.
+Nothing is written unless the model fits, in the flash and with its runtime in the SRAM (the
+memory planner, memplan.py). The UF2 file is always written to disk first; then it goes to the
+board the first way that works: copied onto the drive an RP2040 in BOOTSEL mode shows
+(RPI-RP2), or loaded with picotool when that is installed; otherwise the message says where the
+file is and what to do with it.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import subprocess
 from glob import glob
 from pathlib import Path
 
-from . import uf2
+from . import memplan, uf2
 from .model_image import check_fits, read_model
 
 FLASH_BASE = 0x10000000     # where the RP2040 maps its external flash (execute-in-place)
@@ -26,10 +28,8 @@ SECTOR = 0x1000             # the bootloader erases a whole 4 KiB sector before 
 BOARD_ID = "Board-ID: RPI-RP2"    # a line of INFO_UF2.TXT on the RP2040's BOOTSEL drive
 
 
-def model_uf2(model: bytes, offset: int = MODEL_OFFSET, flash_size: int = FLASH_SIZE,
-              firmware: bytes | None = None, model_name: str = "the model",
-              firmware_name: str = "the firmware") -> bytes:
-    """One UF2 file with the model at `offset` in flash, after the firmware's blocks if given."""
+def flash_room(offset: int = MODEL_OFFSET, flash_size: int = FLASH_SIZE) -> memplan.FlashRoom:
+    """Where the model goes in an RP2040's flash: from `offset` to the end."""
     if offset % SECTOR:
         # The bootloader would erase the whole sector, and with it whatever lies before the
         # model in that sector (the end of the firmware).
@@ -38,8 +38,17 @@ def model_uf2(model: bytes, offset: int = MODEL_OFFSET, flash_size: int = FLASH_
     if offset >= flash_size:
         raise ValueError(f"the offset {offset:#x} is past the end of the flash ({flash_size:#x} "
                          "bytes)")
-    check_fits(len(model), flash_size - offset, model_name,
-               f"the flash from offset {offset:#x} to its end at {flash_size:#x}")
+    return memplan.FlashRoom(flash_size, offset, flash_size - offset,
+                             f"the flash from offset {offset:#x} to its end at {flash_size:#x}",
+                             "a board with more flash (--flash-size)")
+
+
+def model_uf2(model: bytes, offset: int = MODEL_OFFSET, flash_size: int = FLASH_SIZE,
+              firmware: bytes | None = None, model_name: str = "the model",
+              firmware_name: str = "the firmware") -> bytes:
+    """One UF2 file with the model at `offset` in flash, after the firmware's blocks if given."""
+    room = flash_room(offset, flash_size)
+    check_fits(len(model), room.model_room, model_name, room.place)
     start = FLASH_BASE + offset
     end = start + -(-len(model) // SECTOR) * SECTOR        # the sectors the model will erase
     pieces = []
@@ -128,8 +137,10 @@ def deliver(uf2_path: Path, drive: Path | None, echo) -> None:
 
 def flash_rp2040(model_path: str | Path, drive: str | Path | None = None,
                  firmware: str | Path | None = None, offset: int = MODEL_OFFSET,
-                 flash_size: int = FLASH_SIZE, out: str | Path | None = None, echo=print) -> Path:
+                 flash_size: int = FLASH_SIZE, out: str | Path | None = None, context: int = 0,
+                 echo=print) -> Path:
     model_path = Path(model_path)
+    memplan.check(model_path, "rp2040", flash_room(offset, flash_size), context, echo=echo)
     image = model_uf2(read_model(model_path), offset, flash_size,
                       None if firmware is None else Path(firmware).read_bytes(),
                       str(model_path), str(firmware))
