@@ -1,6 +1,7 @@
 """The bare-metal RP2040 firmware in the rp2040js emulator: the same tokens as the host C
 runtime for the same .bin, seed and prompt, with the model put in flash directly or by a UF2
 from `tinylm flash rp2040`; the protocol's error lines."""
+import dataclasses
 import json
 
 import pytest
@@ -91,6 +92,31 @@ def test_bench_reports_prompt_and_generation_cycles(model_path):
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output)
     assert figures["cycles_per_prompt_token"] > 0 and figures["cycles_per_generated_token"] > 0
-    assert figures["tok_s_headline"] == min(figures["tok_s_133mhz_emulated"],
-                                            figures["tok_s_xip_flash_bound"])
+    # a model this small is copied to SRAM: no flash bound, compute is the headline
+    assert figures["weights_in"] == "sram" and figures["tok_s_xip_flash_bound"] is None
+    assert figures["tok_s_headline"] == figures["tok_s_133mhz_emulated"]
+    assert 0 < figures["matrix_rows_share"] < 1
+    assert 0 < figures["matrix_cycles_per_mac"] < figures["cycles_per_mac"]
+    assert figures["tok_s_dual_core_estimate"] > figures["tok_s_headline"]
     assert 0 < figures["peak_sram_bytes"] <= emulator.SRAM_SIZE
+
+
+def test_the_flash_bound_applies_to_weights_in_flash_past_the_cache(tmp_path, monkeypatch):
+    """A context too long for SRAM keeps the weights in flash; in the 16 KB XIP cache they
+    have no bound, and with the cache taken as smaller than them, the flash bounds tok/s."""
+    tokenizer = stories_tokenizer()
+    config = dataclasses.replace(tiny_config(len(tokenizer)), max_seq_len=32768)
+    path = write_model_bin(tmp_path / "long.bin", random_model(config), tokenizer, 8)
+    figures = emulator.bench(path, max_tokens=2)
+    assert figures["weights_in"] == "flash" and figures["tok_s_xip_flash_bound"] is None
+    monkeypatch.setattr(emulator, "XIP_CACHE_BYTES", 64)
+    figures = emulator.bench(path, max_tokens=2)
+    flash = emulator.XIP_BYTES_PER_SECOND / figures["weight_bytes_per_token"]
+    assert figures["tok_s_xip_flash_bound"] == round(flash, 2)
+    assert figures["tok_s_headline"] == round(min(flash, figures["tok_s_133mhz_emulated"]), 2)
+
+
+def test_profile_names_the_matrix_kernel(model_path):
+    by_function = emulator.profile(model_path, max_tokens=3)
+    assert sum(by_function.values()) > 0
+    assert "tlm_pair_sums" in by_function and "tlm_forward" in by_function

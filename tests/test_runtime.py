@@ -3,8 +3,8 @@
 Both compute in the same integer arithmetic, so the test demands identical Q16 logits at every
 step (tolerance 0: any difference is a bug, not rounding) and identical tokens. They run on
 stories260K int8 and int4 (imported with `tinylm import-llama2c`, quantized with `tinylm
-quantize`), a model trained with tinylm (GQA, untied head) at 8, 4 and 32 bits, and a
-~1K-parameter model."""
+quantize`), a model trained with tinylm (GQA, untied head) at 8, 4 and 32 bits, a
+~1K-parameter model, and a small one with odd shapes (tests/odd_shapes.py)."""
 import json
 import random
 import shutil
@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from binmodels import (STORIES_BIN, TRAIN_TEXT, VALID_TEXT, random_model, run_cli, stories_bin,
                        stories_tokenizer, tiny_config, trained_model, write_model_bin)
+from odd_shapes import odd_config
 from tinylm import runtime
 from tinylm.binformat import read_bin
 from tinylm.checkpoint import Checkpoint, load_model, save_checkpoint
@@ -27,7 +28,7 @@ from tinylm.sampler import generate_ids
 shared = pytest.mark.skipif(not STORIES_BIN.exists(),
                             reason=f"{STORIES_BIN.parent.parent} (stories260K) is absent")
 MODELS = [pytest.param("stories-8", marks=shared), pytest.param("stories-4", marks=shared),
-          "trained-8", "trained-4", "trained-32", "tiny-8", "tiny-4", "tiny-32"]
+          "trained-8", "trained-4", "trained-32", "tiny-8", "tiny-4", "tiny-32", "odd-8", "odd-4"]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def bins(tmp_path_factory):
                 made[name] = stories_bin(int(bits))
             else:
                 model = trained_model() if kind == "trained" else \
-                    random_model(tiny_config(len(tokenizer)))
+                    random_model((odd_config if kind == "odd" else tiny_config)(len(tokenizer)))
                 made[name] = write_model_bin(directory / f"{name}.bin", model, tokenizer,
                                              int(bits))
         return made[name]

@@ -1,5 +1,5 @@
 """The `tinylm` command: demo, train, distill, generate, eval, info, import-llama2c, quantize, run,
-flash, chat.
+flash, chat, bench, serve.
 
 Each command is a thin layer over the library (its help names the module). Mistakes a user can
 make (a missing file, bad settings, too little data, a damaged checkpoint) reach this file as
@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
 from . import distill as distilling
+from . import memplan
 from . import train as training
 from .checkpoint import checkpoint_path, load_checkpoint, load_model
 from .corpus import make_stories
@@ -24,6 +26,7 @@ from .evaluate import evaluate
 from .generate import generate, stream_text
 from .llama2c import import_llama2c
 from .model import Transformer
+from .partitions import parse_number
 from .tokenizer import Tokenizer
 
 
@@ -201,18 +204,44 @@ def eval_command(model_path, paths, split, as_json):
                f"{result['bytes']:,} bytes)")
 
 
+class ByteCount(click.ParamType):
+    """A size or offset in bytes: 1048576, 0x100000, 1024K, 1M or 2MB."""
+    name = "bytes"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_number(re.sub(r"(?i)(?<=[km])i?b\s*$", "", value))   # 2MB, 2MiB
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
 @main.command("info")
 @click.argument("model_path", metavar="MODEL")
 @click.option("--json", "as_json", is_flag=True, help="Print the facts as one JSON object.")
 @click.option("--context", type=SOME, default=0,
               help="For a .bin: the context to count RAM for. [default: the model's]")
-def info_command(model_path, as_json, context):
+@click.option("--target", type=click.Choice(list(memplan.BOARDS)),
+              help="For a .bin: plan its flash and SRAM on this board, and exit with status 1 "
+                   "if it does not fit (tinylm/memplan.py).")
+@click.option("--flash-size", type=ByteCount(),
+              help="With --target: the board's flash. [default: 2MB for rp2040, 4MB for the "
+                   "ESP32s]")
+@click.option("--psram", type=ByteCount(), default=0,
+              help="With --target esp32 or esp32s3: the board's PSRAM, for the arena or a "
+                   "model copy that SRAM cannot hold. [default: none]")
+def info_command(model_path, as_json, context, target, flash_size, psram):
     """Show a model's shape, size and training steps.
 
     For a .bin: its quantization, sizes, and the RAM the C runtime needs. See
     tinylm/config.py for what each setting means."""
+    if (flash_size or psram) and not target:
+        raise click.UsageError("--flash-size and --psram go with --target")
     if is_bin(model_path):
-        return bin_info(model_path, context, as_json)
+        return bin_info(model_path, context, as_json, target, flash_size, psram)
+    if target:
+        raise click.UsageError("--target plans a .bin: quantize the model first")
     checkpoint = load_checkpoint(model_path)
     facts = {"checkpoint": str(checkpoint_path(model_path)),
              "n_params": checkpoint.config.n_params(),
@@ -275,12 +304,13 @@ def print_distill_summary(summary: dict, as_json: bool) -> None:
               "teacher's targets projected onto it; teacher: the teacher's (exact KD).")
 @click.option("--top-k", "k", type=COUNT, default=32, show_default=True,
               help="Teacher tokens kept per position.")
-@click.option("--undecided", type=click.Choice(distilling.UNDECIDED), default="rest",
+@click.option("--undecided", type=click.Choice(distilling.UNDECIDED), default="share",
               show_default=True, help="Teacher probability the projection cannot pin on one "
-              "student token: leave it to the loss's rest, or share it by token frequency.")
-@click.option("--kd-weight", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              "student token: share it as the corpus continues, or leave it to the loss's rest.")
+@click.option("--kd-weight", type=click.FloatRange(0, 1), default=0.8, show_default=True,
               help="Weight of the teacher's targets against the hard labels (0: plain "
-                   "training, 1: pure distillation).")
+                   "training, 1: pure distillation; 1 did best with --student-tokenizer "
+                   "teacher).")
 @click.option("--temperature", type=POSITIVE, default=1.0, show_default=True,
               help="Temperature of the distillation loss.")
 @click.option("--shard", default="1/1", show_default=True, metavar="K/N",
@@ -538,7 +568,7 @@ def run_command(model_path, prompt, engine, context, **sampling):
     click.echo()
 
 
-def bin_info(model_path, context, as_json):
+def bin_info(model_path, context, as_json, target=None, flash_size=None, psram=0):
     model = read_bin(model_path)
     c = model.config
     weights = sum(t.values.nbytes if t.scales is None else  # float32, or int8/int4 + scales
@@ -550,15 +580,42 @@ def bin_info(model_path, context, as_json):
              "weight_bytes": weights, "tokenizer_size": len(model.tokenizer),
              "context": context, "arena_bytes": arena_bytes(c, context),
              "config": c.to_dict()}
+    plan = memplan.plan(model_path, target, target_flash(target, flash_size), context,
+                        psram) if target else None
     if as_json:
-        print_json(facts)
-        return
-    config = facts.pop("config")
-    for name, value in {**facts, **config}.items():
-        click.echo(f"{name:16} {value:,}" if isinstance(value, int) and not isinstance(value, bool)
-                   else f"{name:16} {value}")
-    click.echo(f"The runtime needs the file ({model.file_size:,} bytes, in place, e.g. in flash) "
-               f"and {facts['arena_bytes']:,} bytes of RAM for {context} tokens of context.")
+        print_json(dict(facts, plan=plan.to_dict()) if plan else facts)
+    else:
+        config = facts.pop("config")
+        for name, value in {**facts, **config}.items():
+            click.echo(f"{name:16} {value:,}" if isinstance(value, int) and
+                       not isinstance(value, bool) else f"{name:16} {value}")
+        click.echo(f"The runtime needs the file ({model.file_size:,} bytes, in place, e.g. in "
+                   f"flash) and {facts['arena_bytes']:,} bytes of RAM for {context} tokens of "
+                   "context.")
+        if plan:
+            print_plan(plan)
+    if plan and not plan.fits:
+        raise ValueError(plan.refusal())
+
+
+def print_plan(plan) -> None:
+    def share(used, room):
+        return f"{used:>11,} of {room:,} ({100 * used / room:.0f}%)"
+
+    click.echo(f"\nOn the {plan.board} ({plan.flash_size:,} bytes of flash, {plan.sram:,} of "
+               f"SRAM{f', {plan.psram:,} of PSRAM' if plan.psram else ''}):")
+    click.echo(f"  flash  firmware       {plan.firmware_flash:>11,} (before the model, at "
+               f"{plan.firmware_flash:#x})")
+    click.echo(f"         model          {share(plan.model_bytes, plan.model_room)}")
+    click.echo(f"  SRAM   firmware       {plan.sram_reserve:>11,} (stacks, its state, the SDK's)")
+    click.echo(f"         arena          {share(plan.arena_bytes, plan.arena_room)} for "
+               f"{plan.context} tokens of context, in {plan.arena_in.upper()}")
+    if plan.context < plan.model_context:
+        click.echo(f"  the model's {plan.model_context} tokens of context do not fit: the "
+                   f"firmware uses the longest that does, {plan.context}")
+    click.echo("  weights read in place from flash" if plan.weights == "flash" else
+               f"  weights copied into {plan.weights.upper()} at boot (faster than flash)")
+    click.echo("  fits" if plan.fits else "  does not fit")
 
 
 # ---- chat, flash ----------------------------------------------------------------------------
@@ -567,21 +624,16 @@ def bin_info(model_path, context, as_json):
 
 from .chat import chat                                            # noqa: E402
 from .esp32_flash import flash_esp32                              # noqa: E402
-from .partitions import parse_number                              # noqa: E402
 from .rp2040_flash import FLASH_SIZE, MODEL_OFFSET, flash_rp2040  # noqa: E402
+from . import esp32_flash, rp2040_flash                           # noqa: E402
 
 
-class ByteCount(click.ParamType):
-    """A size or offset in bytes: 1048576, 0x100000, 1024K or 1M."""
-    name = "bytes"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_number(value)
-        except ValueError as e:
-            self.fail(str(e), param, ctx)
+def target_flash(target: str, flash_size: int | None) -> memplan.FlashRoom:
+    """Where `tinylm flash TARGET` puts a model (docs/flashing.md), for `info --target`."""
+    if target == "rp2040":
+        return rp2040_flash.flash_room(MODEL_OFFSET, flash_size or FLASH_SIZE)
+    partition = esp32_flash.model_partition(None, None)
+    return esp32_flash.flash_room(partition, flash_size or esp32_flash.FLASH_SIZE)
 
 
 @main.command("chat")
@@ -632,12 +684,19 @@ def flash_group():
 @click.option("--firmware", type=click.Path(file_okay=False), metavar="BUILD_DIR",
               help="Also write the bootloader, partition table and app of this `idf.py build` "
                    "folder.")
+@click.option("--context", type=SOME, default=0,
+              help="The context the board must have SRAM for; the check before writing "
+                   "refuses the model otherwise. [default: the model's]")
+@click.option("--psram", type=ByteCount(), default=0,
+              help="The board's PSRAM, for the arena or a model copy that SRAM cannot hold. "
+                   "[default: none]")
 def flash_esp32_command(model_path, **options):
     """Write a model into the model partition of an ESP32, with esptool.
 
-    The model must fit in the partition named "model"; that is checked before anything is
-    written. esptool then erases, writes and verifies (by MD5) each region. See
-    tinylm/esp32_flash.py. Needs esptool: pip install 'tinylm[flash]'."""
+    The model must fit in the partition named "model", and its runtime in the chip's RAM
+    (tinylm/memplan.py); that is checked before anything is written. esptool then erases,
+    writes and verifies (by MD5) each region. See tinylm/esp32_flash.py. Needs esptool:
+    pip install 'tinylm[flash]'."""
     flash_esp32(model_path, echo=click.echo, **options)
 
 
@@ -655,54 +714,129 @@ def flash_esp32_command(model_path, **options):
               help=f"The board's flash size. [default: {FLASH_SIZE >> 20}M, a Raspberry Pi Pico]")
 @click.option("--out", type=click.Path(dir_okay=False), metavar="FILE.uf2",
               help="Where to write the UF2 file. [default: beside MODEL.bin, as MODEL.uf2]")
+@click.option("--context", type=SOME, default=0,
+              help="The context the board must have SRAM for; the check before writing "
+                   "refuses the model otherwise. [default: the model's]")
 def flash_rp2040_command(model_path, **options):
     """Write a model for an RP2040 as a UF2 file, and onto the board.
 
+    First the model must fit in the flash and its runtime in the SRAM (tinylm/memplan.py).
     The UF2 is copied onto the board's RPI-RP2 drive if one is mounted, else loaded with
     picotool if that is installed; otherwise the message says what to do with the file. See
     tinylm/rp2040_flash.py and tinylm/uf2.py."""
     flash_rp2040(model_path, echo=click.echo, **options)
 
 
-from . import emulate_rp2040                                       # noqa: E402
+from . import emulate_riscv, emulate_rp2040                        # noqa: E402
 
 BENCH_LABELS = {   # the figures of emulate_rp2040.bench, as `tinylm bench` prints them
     "cycles_per_prompt_token": "cycles per prompt token",
     "cycles_per_generated_token": "cycles per generated token",
     "cycles_per_mac": "cycles per weight MAC (a whole generated token)",
+    "matrix_cycles_per_mac": "cycles per MAC, matrix kernels alone",
     "tok_s_133mhz_emulated": "tok/s at 133 MHz, emulated (compute)",
     "tok_s_xip_flash_bound": "tok/s bound by XIP flash reads",
     "tok_s_headline": "tok/s, the lower of the two",
+    "tok_s_dual_core_estimate": "tok/s, both cores (estimate: rows / 2)",
     "peak_sram_bytes": "peak SRAM bytes (image + arena + stack)",
+}
+ESP32C3_BENCH_LABELS = {   # the figures of emulate_riscv.bench
+    "instructions_per_prompt_token": "instructions per prompt token",
+    "instructions_per_generated_token": "instructions per generated token",
+    "instructions_per_mac": "instructions per weight MAC (whole token)",
+    "tok_s_160mhz_1ipc": "tok/s at 160 MHz, 1 instruction per cycle",
+    "tok_s_flash_bound": "tok/s bound by flash reads (cache misses)",
+    "tok_s_headline": "tok/s, the lower of the two",
+    "arena_bytes": "arena bytes (RAM besides the model)",
+}
+BENCH_TARGETS = {   # the emulator, the labels of its figures, what they assume
+    "rp2040": (emulate_rp2040, BENCH_LABELS, "single core"),
+    "esp32c3": (emulate_riscv, ESP32C3_BENCH_LABELS,
+                "single core, assuming one instruction per cycle at 160 MHz"),
 }
 
 
 @main.command("bench")
 @click.argument("model_path", metavar="MODEL.bin", type=click.Path(dir_okay=False, exists=True))
-@click.option("--target", type=click.Choice(["rp2040"]), required=True,
-              help="rp2040: the bare-metal firmware in the rp2040js emulator, one core.")
+@click.option("--target", type=click.Choice(list(BENCH_TARGETS)), required=True,
+              help="rp2040: the bare-metal firmware in the rp2040js emulator, one core; "
+                   "esp32c3: the runtime built for rv32imc, instructions counted in qemu.")
 @click.option("--prompt", default="Once upon a time", show_default=True)
 @click.option("--max-tokens", type=SOME, default=64, show_default=True,
               help="Tokens to generate (the context the benchmark reaches: prompt + these).")
 @click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def bench_command(model_path, target, prompt, max_tokens, seed, as_json):
+@click.option("--profile", is_flag=True,
+              help="Instead, the instructions (esp32c3) or cycles (rp2040) of a generated "
+                   "token by function (slower: every instruction is logged).")
+def bench_command(model_path, target, prompt, max_tokens, seed, as_json, profile):
     """Measure a model on a microcontroller, emulated: cycles per token, tok/s, memory.
 
     Needs arm-none-eabi-gcc, node, and rp2040js (npm install in
     firmware_rp2040/baremetal/emulator). The emulator counts cycles but not XIP-cache misses,
     so the flash-bandwidth bound on tok/s for the weight bytes read per token is shown too,
-    and the headline is the lower of the two. See tinylm/emulate_rp2040.py."""
-    reason = emulate_rp2040.missing_tools()
+    and the headline is the lower of the two. See tinylm/emulate_rp2040.py.
+
+    esp32c3 needs riscv64-unknown-elf-gcc and qemu-system-riscv32: qemu counts the
+    instructions exactly (minstret), and tok/s assumes one instruction per cycle at 160 MHz;
+    it has no cache model either, so the flash bound is shown the same way. See
+    tinylm/emulate_riscv.py."""
+    emulator, labels, assumptions = BENCH_TARGETS[target]
+    reason = emulator.missing_tools()
     if reason:
         raise click.ClickException(reason)
-    figures = emulate_rp2040.bench(model_path, prompt.encode(), max_tokens, seed)
+    if profile:
+        print_profile(emulator.profile(model_path, prompt.encode(), max_tokens, seed), as_json,
+                      "instructions" if emulator is emulate_riscv else "cycles")
+        return
+    figures = emulator.bench(model_path, prompt.encode(), max_tokens, seed)
     if as_json:
         print_json(figures)
         return
     click.echo(f"{model_path} on {target}: {figures['prompt_tokens']} prompt tokens, "
-               f"{figures['generated_tokens']} generated, single core")
-    for key, label in BENCH_LABELS.items():
+               f"{figures['generated_tokens']} generated, {assumptions}")
+    for key, label in labels.items():
         value = figures[key]
-        click.echo(f"  {label:44} {value:,}" if isinstance(value, int) else
+        click.echo(f"  {label:44} -" if value is None else
+                   f"  {label:44} {value:,}" if isinstance(value, int) else
                    f"  {label:44} {value:,.2f}")
+
+
+def print_profile(by_function: dict[str, int], as_json: bool, unit: str) -> None:
+    if as_json:
+        print_json(by_function)
+        return
+    total = sum(by_function.values())
+    click.echo(f"{unit} per generated token: {total:,} (printing its line included)")
+    for name, count in by_function.items():
+        click.echo(f"  {count:12,} {100 * count / total:5.1f}%  {name}")
+
+
+# ---- serve ----------------------------------------------------------------------------------
+
+from .runtime import HostBoard                                     # noqa: E402
+
+
+@main.command("serve")
+@click.argument("model_path", metavar="MODEL.bin", type=click.Path(dir_okay=False, exists=True))
+@click.option("--seed", type=click.IntRange(0, 2 ** 64 - 1), default=0, show_default=True,
+              help="Seed of the sampler, reset for every prompt as on a board.")
+@click.option("--max-tokens", type=SOME, default=256, show_default=True,
+              help="Most tokens per answer.")
+@click.option("--context", type=SOME, default=0,
+              help="Tokens of context to reserve memory for. [default: the model's]")
+@click.pass_context
+def serve_command(ctx, model_path, seed, max_tokens, context):
+    """Play a board on this computer: serve MODEL.bin on a pseudo-terminal for `tinylm chat`.
+
+    Runs the firmware's device loop (tinylm/csrc/serve.c, built with the system C compiler)
+    with the sampling of `tinylm run`, until Ctrl-C. See HostBoard in tinylm/runtime.py."""
+    read_bin(model_path)        # a file that is no usable model: one line of error, at once
+    with HostBoard(model_path, seed, max_tokens, context) as board:
+        click.echo(f"serving {model_path} on {board.path}; connect with: "
+                   f"tinylm chat --port {board.path}   (Ctrl-C stops)")
+        try:
+            status = board.process.wait()
+        except KeyboardInterrupt:
+            return
+    ctx.exit(1 if status else 0)    # the device loop ended by itself: it said why on stderr

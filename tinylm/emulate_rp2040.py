@@ -9,12 +9,14 @@ figures of `tinylm bench --target rp2040`.
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +38,13 @@ CPU_HZ = 133_000_000
 # Weights streamed from XIP flash, where the 16 KB cache cannot hold them: each 8-byte cache
 # line that misses is one quad-SPI read with the command left out (continuous read mode, as
 # the Pico's second-stage boot loader sets up): 8 clocks of address and mode bits, 4 dummy
-# clocks, 16 clocks of data, with the SPI clock at clk_sys / 2.
+# clocks, 16 clocks of data, with the SPI clock at clk_sys / 2. No bound for weights that
+# the firmware copied to SRAM (@ready weights=sram) or that all fit in the cache (the firmware
+# runs from SRAM: nothing else competes for it): those are read from flash once.
 XIP_BYTES_PER_SECOND = CPU_HZ / 2 * 8 / (8 + 4 + 16)
+XIP_CACHE_BYTES = 16 * 1024
+# The functions that do a matrix's rows: what the two cores share on hardware (run_both)
+ROW_FUNCTIONS = {"tlm_pair_sums", "pair_rows", "nibble_rows", "product_rows", "product_half"}
 
 
 def missing_tools() -> str | None:
@@ -62,10 +69,11 @@ def build_firmware(seed: int = 0, max_tokens: int = 128) -> Firmware:
     """The RAM image for this seed and token limit per answer, built once and cached."""
     if not shutil.which(CC):
         raise OSError(f"{CC} is not installed (apt-get install gcc-arm-none-eabi)")
-    sources = [FIRMWARE / "startup.c", FIRMWARE / "main.c", SOURCES / "tinylm.c"]
+    sources = [FIRMWARE / "startup.c", FIRMWARE / "main.c", SOURCES / "serve.c",
+               SOURCES / "tinylm.c"]
     flags = [*FLAGS, f"-DTLM_SEED={seed}u", f"-DTLM_MAX_TOKENS={max_tokens}"]
     digest = hashlib.sha256(" ".join(flags).encode())
-    for path in [*sources, SOURCES / "tinylm.h", FIRMWARE / "ram.ld"]:
+    for path in [*sources, SOURCES / "serve.h", SOURCES / "tinylm.h", FIRMWARE / "ram.ld"]:
         digest.update(path.read_bytes())
     cache = Path(os.environ.get("TINYLM_CACHE") or Path.home() / ".cache" / "tinylm")
     directory = cache / f"rp2040-{digest.hexdigest()[:16]}"
@@ -104,12 +112,14 @@ class Run:
     fed_at: list[int]       # ... when each input byte was put in the UART's FIFO
     stack_used: int
     finished: bool          # every expected closing line came
+    profile: dict[int, int] | None = None   # cycles spent at each instruction address
 
 
 def run(firmware: Firmware, flash: list[tuple[int, bytes]], typed: bytes,
-        max_cycles: int = 2_000_000_000) -> Run:
+        max_cycles: int = 2_000_000_000, profile: bool = False) -> Run:
     """Boot the firmware with these flash contents, type `typed` on UART0, and return once it
-    has answered every line (the boot line, then one closing line for each line typed)."""
+    has answered every line (the boot line, then one closing line for each line typed).
+    With profile, also the cycles spent at each instruction address."""
     reason = missing_tools()
     if reason:
         raise OSError(reason)
@@ -121,6 +131,8 @@ def run(firmware: Firmware, flash: list[tuple[int, bytes]], typed: bytes,
         typed_path.write_bytes(typed)
         command += [str(typed_path), str(closings), "--max-cycles", str(max_cycles),
                     "--stack-bottom", str(firmware.stack_bottom)]
+        if profile:
+            command.append("--profile")
         for i, (offset, data) in enumerate(flash):
             path = Path(directory) / f"flash{i}.bin"
             path.write_bytes(data)
@@ -130,7 +142,8 @@ def run(firmware: Firmware, flash: list[tuple[int, bytes]], typed: bytes,
         raise OSError(f"the emulator failed:\n{result.stderr}")
     report = json.loads(result.stdout)
     return Run(base64.b64decode(report["output"]), report["cycles"], report["fed_at"],
-               report["stack_used"], report["finished"])
+               report["stack_used"], report["finished"],
+               {int(pc, 16): n for pc, n in report["profile"].items()} if profile else None)
 
 
 def answers(output: bytes) -> list[protocol.Event]:
@@ -150,9 +163,11 @@ def model_flash(model_path: str | Path) -> list[tuple[int, bytes]]:
 
 def bench(model_path: str | Path, prompt: bytes = b"Once upon a time", max_tokens: int = 64,
           seed: int = 0) -> dict:
-    """Cycles for the prompt and per generated token, and what they mean at 133 MHz."""
+    """Cycles for the prompt and per generated token, and what they mean at 133 MHz; the
+    share of the matrices' rows in them (from the emulated program counter), hence cycles
+    per MAC of the matrix kernels alone and an estimate for both cores."""
     firmware = build_firmware(seed, max_tokens)
-    result = run(firmware, model_flash(model_path), prompt + b"\n")
+    result = run(firmware, model_flash(model_path), prompt + b"\n", profile=True)
     events = answers(result.output)
     closing = events[-1]
     if not isinstance(closing, protocol.Done):
@@ -169,7 +184,11 @@ def bench(model_path: str | Path, prompt: bytes = b"Once upon a time", max_token
     macs = matvec_macs(model.config)
     weight_bytes = streamed_weight_bytes(model)
     compute_tok_s = CPU_HZ / generation_cycles
-    flash_tok_s = XIP_BYTES_PER_SECOND / weight_bytes
+    cached = ready.fields.get("weights") == "sram" or weight_bytes <= XIP_CACHE_BYTES
+    flash_tok_s = None if cached else XIP_BYTES_PER_SECOND / weight_bytes
+    headline = compute_tok_s if cached else min(compute_tok_s, flash_tok_s)
+    rows_share = share_of(result.profile, firmware, ROW_FUNCTIONS)
+    dual_core_tok_s = CPU_HZ / (generation_cycles * (1 - rows_share / 2))
     arena = int(ready.fields["arena"])
     return {
         "model": str(model_path),
@@ -180,15 +199,29 @@ def bench(model_path: str | Path, prompt: bytes = b"Once upon a time", max_token
         "tok_s_133mhz_emulated": round(compute_tok_s, 2),
         "matvec_macs_per_token": macs,
         "cycles_per_mac": round(generation_cycles / macs, 2),
+        "matrix_rows_share": round(rows_share, 3),
+        "matrix_cycles_per_mac": round(rows_share * generation_cycles / macs, 2),
         "weight_bytes_per_token": weight_bytes,
-        "tok_s_xip_flash_bound": round(flash_tok_s, 2),
-        "tok_s_headline": round(min(compute_tok_s, flash_tok_s), 2),
-        "bound_by": "compute" if compute_tok_s <= flash_tok_s else "xip-flash",
+        "weights_in": ready.fields.get("weights", "flash"),
+        "tok_s_xip_flash_bound": None if cached else round(flash_tok_s, 2),
+        "tok_s_headline": round(headline, 2),
+        "bound_by": "compute" if headline == compute_tok_s else "xip-flash",
+        "tok_s_dual_core_estimate": round(min(dual_core_tok_s, flash_tok_s or dual_core_tok_s),
+                                          2),
         "peak_sram_bytes": firmware.arena_start - SRAM_BASE + arena + result.stack_used,
         "arena_bytes": arena,
         "stack_bytes": result.stack_used,
         "context": int(ready.fields["ctx"]),
     }
+
+
+def share_of(profile: dict[int, int], firmware: Firmware, names: set[str]) -> float:
+    """The fraction of a run's cycles spent in these functions (GCC's .isra/.part copies
+    included)."""
+    starts = function_starts(firmware)
+    inside = sum(cycles for address, cycles in profile.items()
+                 if function_at(starts, address).split(".")[0] in names)
+    return inside / sum(profile.values())
 
 
 def matvec_macs(config) -> int:
@@ -208,3 +241,40 @@ def streamed_weight_bytes(model) -> int:
         embeddings = len(tensor_bytes(model.tensors["tok_emb"]))
         total -= embeddings - embeddings // model.config.vocab_size
     return total
+
+
+def profile(model_path: str | Path, prompt: bytes = b"Once upon a time", max_tokens: int = 64,
+            seed: int = 0) -> dict[str, int]:
+    """Cycles per generated token by function, most first, over tokens 2 to max_tokens (a run
+    that makes one token taken from one that makes max_tokens; printing included). Functions
+    that GCC inlined count for their caller."""
+    if max_tokens < 2:
+        raise ValueError("a profile needs at least 2 tokens")
+    runs = []
+    for n in (1, max_tokens):
+        firmware = build_firmware(seed, n)
+        result = run(firmware, model_flash(model_path), prompt + b"\n", profile=True)
+        done = answers(result.output)[-1]
+        if not isinstance(done, protocol.Done) or int(done.fields["tokens"]) != n:
+            raise ValueError(f"the firmware did not make {n} tokens: try another --seed or "
+                             f"--prompt ({result.output[-200:]!r})")
+        runs.append(Counter(result.profile))
+    few, many = runs
+    many.subtract(few)
+    starts = function_starts(firmware)
+    by_function = Counter()
+    for address, cycles in many.items():
+        by_function[function_at(starts, address)] += cycles
+    return {name: round(n / (max_tokens - 1)) for name, n in by_function.most_common() if n > 0}
+
+
+def function_at(starts: list[tuple[int, str]], address: int) -> str:
+    return starts[bisect.bisect_right(starts, (address, "~")) - 1][1]
+
+
+def function_starts(firmware: Firmware) -> list[tuple[int, str]]:
+    """(address, name) of every function of the firmware, in address order."""
+    symbols = subprocess.run(["arm-none-eabi-nm", str(firmware.image.with_suffix(".elf"))],
+                             capture_output=True, text=True, check=True).stdout.split("\n")
+    return sorted((int(parts[0], 16) & ~1, parts[2]) for parts in map(str.split, symbols)
+                  if len(parts) == 3 and parts[1] in "tT")

@@ -3,12 +3,14 @@
 Same model as model.py, in fixed point (fixedpoint.py), step by step as tinylm/csrc/tinylm.c
 does it, so both give the same logits bit for bit:
 
-  * a matrix-vector product quantizes its input vector to int8 with one scale m * 2**k
-    (fixedpoint.quantize_int8), multiplies int8 by int8 (or int4) into an int32 per group, and
-    adds the groups up in int64, each times its uint16 scale; one shift at the end gives Q16.
+  * a matrix-vector product rounds its input vector to -63..63 with one scale m * 2**k
+    (fixedpoint.quantize_int8), multiplies by the int8 (or int4) weights into an exact dot per
+    group, and adds the groups up in 32 bits: each dot rounded to 15 bits, times its uint16
+    scale, cut by a few bits more (Engine.group_shifts); one shift at the end gives Q16.
     Float32 weights (--bits 32) take the input as float32 and add up in float32, in order.
   * RMSNorm uses an integer square root, softmax and SiLU an integer exp (fixedpoint.exp_neg),
-    RoPE a Q14 cos/sin table stored in the file.
+    RoPE a Q14 cos/sin table stored in the file. Every step fits 32-bit integers in the C
+    (no 64-bit multiply or divide per token); the bounds are noted there.
   * keys and values are cached as int8 with one such scale per position and head; queries,
     already divided by sqrt(head_dim), are rounded to int16 with a power-of-two scale.
 
@@ -20,7 +22,11 @@ from __future__ import annotations
 import numpy as np
 
 from . import fixedpoint as fx
-from .binformat import F32, BinModel
+from .binformat import F32, Q8, BinModel
+
+
+# 1 / (1 + i/64) in Q16, rounded, i = 0..65 (RECIPROCAL_TABLE in tinylm.c)
+RECIPROCALS = np.array([(65536 * 128 + 64 + i) // (2 * (64 + i)) for i in range(66)], np.int64)
 
 
 class Engine:
@@ -33,7 +39,9 @@ class Engine:
                       for name, t in model.tensors.items() if t.values.ndim == 1}
         self.eps_q32 = fx.q32_from_fraction(c.norm_eps)
         root = fx.isqrt_rows(np.int64(c.head_dim) << 40)           # sqrt(head_dim) in Q20
-        self.inv_sqrt_head = ((1 << 50) + root // 2) // root       # 1/sqrt(head_dim) in Q30
+        self.inv_sqrt_head = ((1 << 35) + root // 2) // root       # 1/sqrt(head_dim) in Q15
+        extra = int(fx.bit_length(c.head_dim - 1)) - 5             # tinylm.c query_bits
+        self.query_bits = 16 - max(extra, 0)
         self.weights = {name: (t, t.values.astype(np.int64 if t.dtype != F32 else np.float32),
                                None if t.scales is None else t.scales.astype(np.int64))
                         for name, t in model.tensors.items() if t.values.ndim == 2}
@@ -60,12 +68,21 @@ class Engine:
             for j in range(w.shape[1]):      # in order, one rounding per step, as the C loop
                 acc += x[:, j:j + 1] * w[:, j]
             return fx.q16_from_float(acc)
-        q, m, k = fx.quantize_int8(h)
-        acc = np.zeros((len(h), w.shape[0]), np.int64)
+        q, m, k = fx.quantize_int8(h, fx.INPUT_TOP)
+        group_shift, sum_shift = self.group_shifts(t, scales.shape[1])
+        total = np.zeros((len(h), w.shape[0]), np.int64)
         for g in range(scales.shape[1]):
             cut = slice(g * t.group, (g + 1) * t.group)
-            acc += (q[:, cut] @ w[:, cut].T) * scales[:, g]
-        return fx.scale_sat(acc * m[:, None], t.shift - k[:, None])
+            dot = fx.rshift_round(q[:, cut] @ w[:, cut].T, group_shift)
+            total += np.right_shift(dot * scales[:, g], sum_shift)
+        return fx.scale_sat(total * m[:, None], t.shift - k[:, None] - group_shift - sum_shift)
+
+    @staticmethod
+    def group_shifts(t, n_groups):
+        """Bits cut from a group's dot (to 15 bits) and from each scaled group term (so that
+        their sum times m < 2**30): the 32-bit bounds of tinylm.c's matvec."""
+        largest = (127 if t.dtype == Q8 else 8) * fx.INPUT_TOP * t.group
+        return max(int(fx.bit_length(largest)) - 15, 0), 5 + int(fx.bit_length(n_groups - 1))
 
     def embed(self, tokens):
         t, w, scales = self.weights["tok_emb"]
@@ -75,13 +92,15 @@ class Engine:
         return fx.scale_sat(w[tokens] * per_column, t.shift - 16)
 
     def rmsnorm(self, x, name):
-        shift = np.maximum(fx.bit_length(np.abs(x).max(axis=1)) - 20, 0)[:, None]
+        dim_bits = int(fx.bit_length(x.shape[1]))
+        bits, p = (31 - dim_bits) // 2, 13 - (dim_bits + 1) // 2          # see tinylm.c
+        shift = np.maximum(fx.bit_length(np.abs(x).max(axis=1)) - bits, 0)[:, None]
         xs = np.right_shift(x, shift)
-        mean = (xs * xs).sum(axis=1, keepdims=True) // x.shape[1] + \
-            np.right_shift(self.eps_q32, 2 * shift)
-        inv = (1 << 46) // np.maximum(fx.isqrt_rows(mean), 1)           # 1/rms, see C
-        normalized = fx.rshift_round(xs * inv, 30)
-        return fx.scale_sat(normalized * self.norms[name], 16)
+        eps = np.where(2 * shift > 31, 0, np.right_shift(self.eps_q32, np.minimum(2 * shift, 31)))
+        mean = np.minimum((xs * xs).sum(axis=1, keepdims=True) // x.shape[1] + eps, 2**32 - 1)
+        root = np.maximum(fx.isqrt_rows(mean), 1)
+        inv = ((1 << (16 + p)) + root // 2) // root                     # 1/rms, see C
+        return fx.mul_q16(fx.rshift_round(xs * inv, p), self.norms[name])
 
     def rope(self, v, start):
         """v: (T, heads, head_dim) Q16, pairs (v[2i], v[2i+1]) rotated by the Q14 table."""
@@ -98,7 +117,7 @@ class Engine:
         c = self.config
         T, end = len(q), start + len(q)
         group = c.n_heads // c.n_kv_heads
-        q16, q_exp = fx.quantize_pow2(fx.rshift_round(q * self.inv_sqrt_head, 30))
+        q16, q_exp = fx.quantize_pow2(fx.rshift_round(q * self.inv_sqrt_head, 15), self.query_bits)
         visible = np.arange(end)[None, :] <= np.arange(start, end)[:, None]      # (T, end)
         out = np.empty((T, c.n_heads, c.head_dim), np.int64)
         for head in range(c.n_heads):
@@ -108,20 +127,25 @@ class Engine:
             dots = (q16[:, head] @ k8.T) * k_m[None, :]
             scores = fx.scale_sat(dots, 16 - q_exp[:, head, None] - k_exp[None, :])
             top = np.where(visible, scores, -fx.LIMIT).max(axis=1, keepdims=True)
-            weights = np.where(visible, np.right_shift(fx.exp_neg(scores - top), 14), 0)
-            base = np.where(visible, v_exp[None, :], -64).max(axis=1, keepdims=True) - 16
-            rel = (v_exp[None, :] - base)[:, :, None]                    # (T, end, 1), <= 16
-            terms = weights[:, :, None] * (v8 * v_m[:, None])[None, :, :]
-            terms = np.where(rel >= 0, terms * np.left_shift(np.int64(1), np.maximum(rel, 0)),
-                             fx.rshift_round(terms, np.maximum(-rel, 0)))
-            average = fx.div_round(terms.sum(axis=1), weights.sum(axis=1, keepdims=True))
-            out[:, head] = fx.scale_sat(average, -base)
+            z = scores - top
+            weights = np.where(visible & (z >= -(12 << 16)), np.right_shift(fx.exp_neg(z), 14), 0)
+            cut = fx.bit_length(weights.sum(axis=1, keepdims=True)) - 15   # 15 bits of the total
+            weights = fx.rshift_round(weights, np.maximum(cut, 0))
+            norm = np.maximum(weights.sum(axis=1, keepdims=True), 1)
+            top_exp = np.where(visible, v_exp[None, :], -64).max(axis=1, keepdims=True)
+            below = np.clip(top_exp - v_exp[None, :], 0, 62)                        # (T, end)
+            factor = fx.rshift_round(weights * v_m[None, :], below)        # units of 2**top_exp
+            acc = (factor[:, :, None] * v8[None, :, :]).sum(axis=1)
+            out[:, head] = fx.scale_sat(fx.div_round(acc * 8, norm), 3 - top_exp)
         return out.reshape(T, -1)
 
     def swiglu(self, a, b):
-        sig = (1 << 60) // ((1 << 30) + fx.exp_neg(-np.abs(a)))        # sigmoid(|a|), Q30
-        sig = np.where(a < 0, (1 << 30) - sig, sig)
-        return fx.scale_sat(fx.rshift_round(a * sig, 30) * b, 16)
+        e = np.right_shift(fx.exp_neg(-np.abs(a)), 14)                   # e**-|a|, Q16
+        i, r = np.right_shift(e, 10), e & 1023
+        step = RECIPROCALS[i] - RECIPROCALS[i + 1]
+        sig = RECIPROCALS[i] - np.right_shift(step * r, 10)           # sigmoid(|a|), Q16
+        sig = np.where(a < 0, (1 << 16) - sig, sig)
+        return fx.mul_q16(fx.rshift_round(a * sig, 16), b)
 
     # ---- the model ----------------------------------------------------------------------------
 

@@ -13,9 +13,10 @@ import numpy as np
 
 ONE = 1 << 16
 LIMIT = 1 << 30
-LOG2E_Q30 = 1549082005
-# 2**-u for u in [0, 1) as a degree-4 polynomial in Q30 (max error 4e-6), lowest power first
-EXP2_POLY = (1073737660, -744134529, 257037730, -57108570, 7342532)
+LOG2E_MINUS_1_Q16 = 29012     # (log2(e) - 1) * 2**16
+EXP_FLOOR = -(1 << 21)        # e**z rounds to 0 in Q30 below z = -21.5 (Q16 -1408000)
+# 2**(-i/64) in Q30, i = 0..64: the C runtime has the same numbers (EXP2_TABLE in tinylm.c)
+EXP2_TABLE = np.array([round(2 ** 30 * 2 ** (-i / 64)) for i in range(65)], np.int64)
 
 
 def sat(v):
@@ -56,19 +57,22 @@ def quantize_pow2(v, bits=16):
 
 
 SCALE_MIN_EXP = -10
+INPUT_TOP = 63      # a matrix's input is rounded to -63..63 (the C kernel needs 7 bits)
+CACHE_TOP = 127     # keys and values to -127..127
 
 
-def quantize_int8(v):
-    """Rows of Q16 values as int8 q with one scale per row, s = m * 2**k (m in 8..15, k >= -10),
-    the smallest such that 127 s >= max |v|: v ~ q * s. An 8-bit "float" scale: within 1/8
-    of max|v| / 127, where a power of two alone can be off by 2x. q = v / s is computed as
-    v * round(2**24 / m) >> (24 + k), rounded. Returns q, m, k."""
+def quantize_int8(v, top=CACHE_TOP):
+    """Rows of Q16 values as integers q in -top..top with one scale per row, s = m * 2**k
+    (m in 8..15, k >= -10), the smallest such that top * s >= max |v|: v ~ q * s. An 8-bit
+    "float" scale: within 1/8 of max|v| / top, where a power of two alone can be off by 2x.
+    q = v / s is computed in 32 bits as u * round(2**18 / m) >> 23, u = v * 2**(5 - k)
+    rounded (16 bits, as |v| < 2**(11 + k)). Returns q, m, k."""
     a = np.abs(v).max(axis=-1)
     k = np.maximum(bit_length(a) - 12, SCALE_MIN_EXP)
 
-    def needed(k):    # ceil(a / (127 * 2**k))
+    def needed(k):    # ceil(a / (top * 2**k))
         num = np.where(k < 0, a * np.left_shift(np.int64(1), np.maximum(-k, 0)), a)
-        den = np.where(k < 0, 127, np.left_shift(np.int64(127), np.maximum(k, 0)))
+        den = np.where(k < 0, top, np.left_shift(np.int64(top), np.maximum(k, 0)))
         return -(-num // den)
 
     m = needed(k)
@@ -76,9 +80,12 @@ def quantize_int8(v):
         k = np.where(m > 15, k + 1, k)
         m = needed(k)
     m = np.maximum(m, 8)
-    reciprocal = ((1 << 25) // m + 1) // 2                     # 2**24 / m, rounded
-    q = rshift_round(v * reciprocal[..., None], 24 + k[..., None])
-    return np.clip(q, -127, 127), m, k
+    reciprocal = ((1 << 19) // m + 1) // 2                     # 2**18 / m, rounded
+    k_col = k[..., None]
+    u = np.where(k_col >= 5, rshift_round(v, np.maximum(k_col - 5, 0)),
+                 v * np.left_shift(np.int64(1), np.maximum(5 - k_col, 0)))
+    q = rshift_round(u * reciprocal[..., None], 23)
+    return np.clip(q, -top, top), m, k
 
 
 def q16_from_float(x):
@@ -96,13 +103,23 @@ def q32_from_fraction(x: float) -> int:
 
 
 def exp_neg(z):
-    """e**(z / 2**16) in Q30 for Q16 z in [-2**31, 0]: 2**-(n + f) = 2**-f >> n."""
-    y = -np.right_shift(np.asarray(z, np.int64) * LOG2E_Q30, 30)       # -z log2(e), Q16
-    n, f = np.right_shift(y, 16), y & 0xFFFF
-    p = np.full_like(y, EXP2_POLY[-1])
-    for c in EXP2_POLY[-2::-1]:
-        p = c + np.right_shift(p * f, 16)
-    return np.where(n < 31, np.right_shift(p, np.minimum(n, 31)), 0)
+    """e**(z / 2**16) in Q30 for Q16 z <= 0: 2**-(n + f) = 2**-f >> n, 2**-f from EXP2_TABLE,
+    linearly between entries; -z log2(e) as -z + (-z)(log2(e) - 1) in 16-bit halves, as the
+    C does it in 32 bits."""
+    m = -np.asarray(z, np.int64)
+    y = m + np.right_shift(m, 16) * LOG2E_MINUS_1_Q16 + \
+        np.right_shift((m & 0xFFFF) * LOG2E_MINUS_1_Q16, 16)               # -z log2(e), Q16
+    n, i, r = np.right_shift(y, 16), np.right_shift(y, 10) & 63, y & 1023
+    step = np.right_shift(EXP2_TABLE[i] - EXP2_TABLE[i + 1], 4)
+    p = EXP2_TABLE[i] - np.right_shift(step * r, 6)
+    return np.where((n < 31) & (m <= -EXP_FLOOR), np.right_shift(p, np.minimum(n, 31)), 0)
+
+
+def mul_q16(a, b):
+    """a * b / 2**16 rounded half away from zero, saturated to +-LIMIT."""
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    magnitude = np.minimum(np.right_shift(np.abs(a) * np.abs(b) + (1 << 15), 16), LIMIT)
+    return np.where((a < 0) != (b < 0), -magnitude, magnitude)
 
 
 def isqrt_rows(m):

@@ -4,8 +4,10 @@
    sampling, the tokenizer. tinylm/engine.py is the same computation in NumPy, line for line;
    the tests hold the two to identical logits.
 
-   Numbers: activations are Q16 (value * 2^16) in int32, saturated to +-2^30 so that every
-   product below fits in int64. Shifts of negative numbers are arithmetic (floor), as on every
+   Numbers: activations are Q16 (value * 2^16) in int32, saturated to +-2^30. The work of a
+   token is 32-bit arithmetic, for CPUs whose only fast multiply is 32 x 32 -> 32 bits (each
+   step notes the bounds that keep it in range); 64-bit values appear in loading, once per
+   layer and in the sampler. Shifts of negative numbers are arithmetic (floor), as on every
    compiler we build with. No floating point is used except for float32 (--bits 32) models. */
 #include "tinylm.h"
 
@@ -29,31 +31,58 @@
 #define Q4 2
 #define RAW 3
 #define N_LAYER_TENSORS 9
-#define LOG2E_Q30 1549082005
-static const int64_t EXP2_POLY[5] = {1073737660, -744134529, 257037730, -57108570, 7342532};
+#define INPUT_TOP 63          /* matrix inputs are rounded to -63..63: see matvec */
+#define CACHE_TOP 127         /* keys and values to -127..127 */
+#define LOG2E_MINUS_1_Q16 29012
+#define EXP_FLOOR (-(1 << 21))   /* e^z rounds to 0 in Q30 below z = -21.5 */
+/* 2^(-i/64) in Q30, rounded, i = 0..64 (tinylm/fixedpoint.py computes the same) */
+static const int32_t EXP2_TABLE[65] = {
+    1073741824, 1062175491, 1050733751, 1039415261, 1028218693, 1017142735, 1006186087,
+    995347464, 984625594, 974019220, 963527098, 953147997, 942880699, 932724001, 922676710,
+    912737649, 902905651, 893179563, 883558244, 874040567, 864625413, 855311680, 846098274,
+    836984114, 827968132, 819049271, 810226483, 801498734, 792865000, 784324269, 775875538,
+    767517817, 759250125, 751071493, 742980960, 734977579, 727060411, 719228525, 711481005,
+    703816941, 696235434, 688735596, 681316545, 673977412, 666717336, 659535466, 652430958,
+    645402981, 638450708, 631573326, 624770026, 618040012, 611382493, 604796689, 598281827,
+    591837143, 585461881, 579155293, 572916640, 566745190, 560640218, 554601009, 548626854,
+    542717053, 536870912};
 
 /* ---- fixed point ---------------------------------------------------------------------- */
 
 static int32_t sat(int64_t v) { return v > LIMIT ? LIMIT : v < -LIMIT ? -LIMIT : (int32_t)v; }
 
-static int64_t rshift_round(int64_t v, int s) {   /* v / 2^s, half up; |v| < 2^62 */
-    if (s > 62) s = 62;
-    return s > 0 ? (v + ((int64_t)1 << (s - 1))) >> s : v;
+static int bit_length(uint32_t a) { int n = 0; while (a) { n++; a >>= 1; } return n; }
+
+/* v / 2^s rounded half up, s >= 0, as floor(v / 2^(s-1) + 1) / 2, which cannot overflow;
+   past s = 31 it is 0 for every int32. */
+static int32_t rshift_round(int32_t v, int s) {
+    if (s <= 0) return v;
+    if (s > 31) return 0;
+    return ((v >> (s - 1)) + 1) >> 1;
 }
 
 /* v * 2^-s rounded and saturated; a negative s is a left shift. */
-static int32_t scale_sat(int64_t v, int s) {
+static inline int32_t scale_sat(int32_t v, int s) {
     if (s >= 0) return sat(rshift_round(v, s));
     int l = -s > 31 ? 31 : -s;
     if (v > (LIMIT >> l)) return LIMIT;
     if (v < -(LIMIT >> l)) return -LIMIT;
-    return (int32_t)(v * ((int64_t)1 << l));
+    return v * (1 << l);
 }
 
-static int bit_length(uint64_t a) { int n = 0; while (a) { n++; a >>= 1; } return n; }
+/* a * b / 2^16 for |a|, |b| <= 2^30, rounded half away from zero and saturated: the 64-bit
+   product of the magnitudes from four 16 x 16-bit pieces, each below 2^30. */
+static int32_t mul_q16(int32_t a, int32_t b) {
+    uint32_t x = a < 0 ? 0u - (uint32_t)a : (uint32_t)a, y = b < 0 ? 0u - (uint32_t)b : (uint32_t)b;
+    uint32_t xh = x >> 16, xl = x & 0xFFFF, yh = y >> 16, yl = y & 0xFFFF;
+    if (xh * yh >= (1u << 14)) return (a < 0) != (b < 0) ? -LIMIT : LIMIT;
+    uint32_t r = (xh * yh << 16) + xh * yl + xl * yh + ((xl * yl + (1u << 15)) >> 16);
+    if (r > LIMIT) r = LIMIT;
+    return (a < 0) != (b < 0) ? -(int32_t)r : (int32_t)r;
+}
 
-static int64_t div_round(int64_t num, int64_t den) {   /* half away from zero; den > 0 */
-    int64_t q = ((num < 0 ? -num : num) + den / 2) / den;
+static int32_t div_round(int32_t num, int32_t den) {   /* half away from zero; den > 0 */
+    int32_t q = ((num < 0 ? -num : num) + den / 2) / den;
     return num < 0 ? -q : q;
 }
 
@@ -68,12 +97,28 @@ static uint64_t isqrt(uint64_t v) {
     return root;
 }
 
-/* e^(z / 2^16) in Q30 for Q16 z in [-2^31, 0]: as 2^-(n + f) = (2^-f) >> n, 2^-f by a
-   degree-4 polynomial (error 4e-6). No table, no float: the same on every target. */
-static int64_t exp_neg(int64_t z) {
-    int64_t y = -((z * LOG2E_Q30) >> 30);
-    int64_t n = y >> 16, f = y & 0xFFFF, p = EXP2_POLY[4];
-    for (int i = 3; i >= 0; i--) p = EXP2_POLY[i] + ((p * f) >> 16);
+static uint32_t isqrt32(uint32_t v) {
+    uint32_t root = 0, bit = 1u << 30;
+    while (bit > v) bit >>= 2;
+    while (bit) {
+        if (v >= root + bit) { v -= root + bit; root = (root >> 1) + bit; }
+        else root >>= 1;
+        bit >>= 2;
+    }
+    return root;
+}
+
+/* e^(z / 2^16) in Q30 for Q16 z <= 0: with -z log2(e) = n + f, 2^-(n + f) = 2^-f >> n, and
+   2^-f from a table of 2^(-i/64), linearly between its entries (relative error below 2e-5).
+   In 32 bits: -z log2(e) = -z + (-z)(log2(e) - 1), that product in 16-bit halves
+   (-z <= 2^21 above EXP_FLOOR). No float: the same on every target. */
+static int32_t exp_neg(int32_t z) {
+    if (z < EXP_FLOOR) return 0;
+    uint32_t m = (uint32_t)-z;
+    uint32_t y = m + (m >> 16) * LOG2E_MINUS_1_Q16 + ((m & 0xFFFF) * LOG2E_MINUS_1_Q16 >> 16);
+    uint32_t n = y >> 16, i = y >> 10 & 63, r = y & 1023;
+    int32_t step = (EXP2_TABLE[i] - EXP2_TABLE[i + 1]) >> 4;   /* < 2^20: step * r < 2^30 */
+    int32_t p = EXP2_TABLE[i] - ((step * (int32_t)r) >> 6);
     return n < 31 ? p >> n : 0;
 }
 
@@ -81,64 +126,67 @@ static int64_t exp_neg(int64_t z) {
    float-free targets need no soft-float here. */
 static int32_t q16_from_f32(uint32_t bits) {
     int e = (int)((bits >> 23) & 0xFF), s = 134 - e;
-    uint64_t man = (bits & 0x7FFFFF) | 0x800000, mag;
+    uint32_t man = (bits & 0x7FFFFF) | 0x800000, mag;   /* 24 bits */
     if (e == 0xFF) mag = LIMIT;                       /* inf, nan */
     else if (e == 0) mag = 0;                         /* zero, subnormals: far below 2^-16 */
     else if (s <= 0) mag = s < -7 ? LIMIT : man << -s;
-    else mag = s > 40 ? 0 : (man + ((uint64_t)1 << (s - 1))) >> s;
+    else mag = s > 24 ? 0 : (man + (1u << (s - 1))) >> s;   /* past 24: below one half */
     if (mag > LIMIT) mag = LIMIT;
     return bits >> 31 ? -(int32_t)mag : (int32_t)mag;
 }
 
-/* A vector as int8 values with one scale m * 2^k (m in 8..15): the smallest with 127 * scale
-   >= max|v|. q = v / scale is computed as v * round(2^24 / m) >> (24 + k): a multiply, not a
-   division, per element. The values go to int16 slots: int16 x int16 products summed in
-   pairs are one instruction on most SIMD units. */
-static void quantize_int8(int16_t *q, const int32_t *v, uint32_t n, int32_t *m_out,
-                          int32_t *k_out) {
-    int64_t a = 0, m;
+/* Rounding a vector to integers in -top..top with one scale m * 2^k (m in 8..15): the
+   smallest with top * scale >= max|v|. Then |v| < 2^(11 + k), so u = v * 2^(5 - k) has 16
+   bits and q = u * round(2^18 / m) >> 23 stays in 32 bits: a multiply, not a division, per
+   element. */
+typedef struct {
+    int32_t m, k, reciprocal, top;
+} int8_scale;
+
+static int8_scale find_scale(const int32_t *v, uint32_t n, int32_t top) {
+    uint32_t a = 0, m;
     for (uint32_t j = 0; j < n; j++) {
-        int64_t x = v[j] < 0 ? -(int64_t)v[j] : v[j];
+        uint32_t x = v[j] < 0 ? 0u - (uint32_t)v[j] : (uint32_t)v[j];
         if (x > a) a = x;
     }
-    int k = bit_length((uint64_t)a) - 12;
+    int k = bit_length(a) - 12;
     if (k < -10) k = -10;
-    for (;;) {
-        int64_t num = k < 0 ? a << -k : a, den = k < 0 ? 127 : (int64_t)127 << k;
+    for (;;) {   /* with k < 0, a < 2^(12 + k): a << -k < 2^12 */
+        uint32_t num = k < 0 ? a << -k : a, den = k < 0 ? (uint32_t)top : (uint32_t)top << k;
         m = (num + den - 1) / den;
         if (m <= 15) break;
         k++;
     }
     if (m < 8) m = 8;
-    int64_t reciprocal = (((int64_t)1 << 25) / m + 1) / 2;
-    for (uint32_t j = 0; j < n; j++) {
-        int64_t r = rshift_round(v[j] * reciprocal, 24 + k);
-        q[j] = (int16_t)(r > 127 ? 127 : r < -127 ? -127 : r);
-    }
-    *m_out = (int32_t)m;
-    *k_out = k;
+    int8_scale s = {(int32_t)m, k, (int32_t)(((1u << 19) / m + 1) / 2), top};
+    return s;
 }
 
-/* The same for the key/value cache, stored as int8 with the scale as one byte:
-   (k + 10) << 3 | (m - 8). tmp: n int16. */
-static uint8_t quantize_code(int8_t *q, const int32_t *v, uint32_t n, int16_t *tmp) {
-    int32_t m, k;
-    quantize_int8(tmp, v, n, &m, &k);
-    for (uint32_t j = 0; j < n; j++) q[j] = (int8_t)tmp[j];
-    return (uint8_t)(((k + 10) << 3) | (m - 8));
+static int32_t to_int8(int32_t v, int8_scale s) {
+    int32_t u = s.k >= 5 ? rshift_round(v, s.k - 5) : v * (1 << (5 - s.k));
+    int32_t q = rshift_round(u * s.reciprocal, 23);
+    return q > s.top ? s.top : q < -s.top ? -s.top : q;
 }
 
-/* Queries as int16 with a power-of-two scale: v ~ q * 2^e. */
-static int quantize_pow2(int16_t *q, const int32_t *v, uint32_t n) {
-    int64_t a = 0;
+/* The key/value cache: int8 with the scale as one byte, (k + 10) << 3 | (m - 8). */
+static uint8_t quantize_code(int8_t *q, const int32_t *v, uint32_t n) {
+    int8_scale s = find_scale(v, n, CACHE_TOP);
+    for (uint32_t j = 0; j < n; j++) q[j] = (int8_t)to_int8(v[j], s);
+    return (uint8_t)(((s.k + 10) << 3) | (s.m - 8));
+}
+
+/* Queries as integers of `bits` bits with a power-of-two scale: v ~ q * 2^e. */
+static int quantize_pow2(int16_t *q, const int32_t *v, uint32_t n, int bits) {
+    uint32_t a = 0;
+    int32_t top = (1 << (bits - 1)) - 1;
     for (uint32_t j = 0; j < n; j++) {
-        int64_t x = v[j] < 0 ? -(int64_t)v[j] : v[j];
+        uint32_t x = v[j] < 0 ? 0u - (uint32_t)v[j] : (uint32_t)v[j];
         if (x > a) a = x;
     }
-    int e = bit_length((uint64_t)a) - 15;
+    int e = bit_length(a) - (bits - 1);
     for (uint32_t j = 0; j < n; j++) {
-        int64_t r = e > 0 ? rshift_round(v[j], e) : (int64_t)v[j] * ((int64_t)1 << -e);
-        q[j] = (int16_t)(r > 32767 ? 32767 : r < -32767 ? -32767 : r);
+        int32_t r = e > 0 ? rshift_round(v[j], e) : v[j] * (1 << -e);
+        q[j] = (int16_t)(r > top ? top : r < -top ? -top : r);
     }
     return e;
 }
@@ -340,7 +388,16 @@ const char *tlm_load(tlm_model *m, const void *data, size_t size) {
     if (rope.dtype != RAW || rope.size != 4 * m->max_seq_len * (m->head_dim / 2))
         return "rope table has the wrong size";
     m->rope = (const int16_t *)(p + rope.offset);
-    return check_tokenizer(m, p + tok.offset, tok.size);
+    const char *error = check_tokenizer(m, p + tok.offset, tok.size);
+    if (error) return error;
+    /* the matrix kernel takes an int8 value as value + 128 in 1..255 (matvec): -128 is
+       outside the format and would break it */
+    for (uint32_t i = 2; i < n_required(m); i++) {
+        entry e = get_entry(m, i);
+        for (uint32_t j = 0; e.dtype == Q8 && j < e.rows * e.cols; j++)
+            if (p[e.offset + j] == 0x80) return "bad int8 weight: -128 (the values are -127..127)";
+    }
+    return NULL;
 }
 
 /* ---- memory ----------------------------------------------------------------------------- */
@@ -403,8 +460,276 @@ static int int4_at(const uint8_t *row, uint32_t j) {
     return (nib ^ 8) - 8;
 }
 
-/* y = W x for a tensor of the section table; x is Q16 (n = W's columns), y Q16. */
-static void matvec(tlm_state *s, int32_t *y, uint32_t section, const int32_t *x) {
+/* ---- matrix times vector ----------------------------------------------------------------
+
+   y = W x with W int8 or int4, cut into groups of group_size columns, each with a uint16
+   scale s: x is rounded to q in -63..63 with one scale xm 2^xk (find_scale), then
+       y_i = sum_g s_ig dot_ig xm 2^(xk - shift),   dot_ig = sum over the group of w_ij q_j.
+   All in 32 bits: |dot| < 127 * 63 * group_size is rounded by group_shift bits to 15 bits,
+   so that times its scale it stays below 2^31, and each such term is cut by sum_shift bits
+   more, so that their sum times xm stays below 2^30. (A group of 32 int8 columns loses 3 bits
+   of its dot: 1/8 of a unit, where rounding x to 63 steps errs by tens of units.)
+
+   The int8 kernel makes one multiply do two products. Four weights are one word; with
+   u = w + 128 in 1..255 (w ^ 0x80808080; tlm_load refuses -128) and the inputs packed once
+   per vector as X02 = x0 2^16 + x2 and X13 = x1 2^16 + x3,
+       (u0 + u2 2^16) X02 = u0 x2 + (u0 x0 + u2 x2) 2^16   (mod 2^32).
+   |u0 x2| <= 255 * 63 < 2^15 and |u0 x0 + u2 x2| < 2^15, so the arithmetic shift >> 16 gives
+   u0 x0 + u2 x2, less 1 when x2 < 0 (u0 x2 < 0, as u0 >= 1). Hence
+       sum w x = sum of the shifted products - 128 sum x + #(x2 < 0) + #(x3 < 0),
+   where the last terms depend on x alone: one `correction` per group, computed once. (int4
+   has a kernel of its own, nibble_rows.) */
+
+typedef struct {
+    const int32_t *x;               /* Q16 */
+    int8_scale scale;               /* of the int8 values in s->xq and, packed, s->scratch */
+    int packed;                     /* 8 or 4: packed for that kernel in s->scratch too */
+} input;
+
+typedef struct {
+    const tlm_state *s;
+    const input *in;
+    const uint8_t *w;               /* rows of int8 or int4 values */
+    const uint16_t *scales;         /* [rows][n_groups] */
+    int32_t *y;
+    uint32_t rows, cols, row_bytes, group, n_groups;
+    int group_shift, sum_shift, out_shift, pairs, nibbles;   /* which kernel */
+} product;
+
+#define PAIR_SUMS 256               /* group sums per call of the pair kernel */
+
+/* The pair kernel: for `pairs` pairs of rows (rows 2p and 2p + 1 of `rows`, stride bytes
+   apart; stride 0 pairs a row with itself), sums[(p n_groups + g) 2 + r] is row r's packed
+   sum (above) over group g of the words (4 columns each) of the packed input x;
+   group_words per group, the last one may be shorter. */
+#if defined(__ARM_ARCH_6M__)
+/* Cortex-M0+: two rows share each load of the input, 28 cycles per word of both rows, eight
+   MACs; groups of 8 words (32 columns) unrolled. Low registers: r0 row 0, r1 and r3 the
+   halves of a weight word, r2 the input, r4/r5 X02/X13, r6 0x00FF00FF, r7 0x80808080; high:
+   r8/r9 the sums, r10 row 1, r11 where the loop ends, r12 the output, lr the input's end.
+   On the stack from sp + 36: x, bytes of x per group, words, stride, pairs left. */
+void tlm_pair_sums(const uint8_t *rows, const int32_t *x, int32_t *sums, uint32_t group_words,
+                   uint32_t words, uint32_t stride, uint32_t pairs);
+#define PAIR_HALF(sum)                                                                     \
+    "eors r1, r7\n lsrs r3, r1, #8\n ands r3, r6\n ands r1, r6\n muls r1, r4, r1\n"         \
+    "muls r3, r5, r3\n asrs r1, r1, #16\n asrs r3, r3, #16\n add " sum ", r1\n"             \
+    "add " sum ", r3\n"
+#define PAIR_WORD(k)                                                                       \
+    "ldmia r2!, {r4, r5}\n ldr r1, [r0, #" #k "]\n" PAIR_HALF("r8")                        \
+    "mov r1, r10\n ldr r1, [r1, #" #k "]\n" PAIR_HALF("r9")
+#define PAIR_STORE                                                                         \
+    " mov r4, r12\n mov r1, r8\n mov r3, r9\n stmia r4!, {r1, r3}\n mov r12, r4\n"          \
+    " movs r1, #0\n mov r8, r1\n mov r9, r1\n"
+__asm__(
+    ".text\n .syntax unified\n .balign 4\n .global tlm_pair_sums\n"
+    ".type tlm_pair_sums, %function\n .thumb_func\n"
+    "tlm_pair_sums:\n"
+    " push {r1, r3}\n push {r4-r7, lr}\n mov r4, r8\n mov r5, r9\n mov r6, r10\n"
+    " mov r7, r11\n push {r4-r7}\n"
+    " mov r12, r2\n ldr r6, =0x00FF00FF\n ldr r7, =0x80808080\n"
+    " ldr r4, [sp, #44]\n lsls r4, r4, #3\n ldr r1, [sp, #36]\n adds r1, r1, r4\n"
+    " mov lr, r1\n"                                                 /* the input's end */
+    " ldr r4, [sp, #40]\n lsls r4, r4, #3\n str r4, [sp, #40]\n"    /* bytes per group */
+    "0: ldr r2, [sp, #36]\n ldr r1, [sp, #48]\n adds r1, r1, r0\n mov r10, r1\n"
+    " ldr r4, [sp, #40]\n mov r1, r2\n cmp r4, #64\n bne 1f\n"   /* 8-word groups: up to */
+    " ldr r5, [sp, #44]\n lsrs r5, r5, #3\n lsls r5, r5, #6\n adds r1, r1, r5\n" /* the last */
+    "1: mov r11, r1\n movs r1, #0\n mov r8, r1\n mov r9, r1\n"
+    "2: cmp r2, r11\n bne 3f\n b 4f\n"
+    "3:\n" PAIR_WORD(0) PAIR_WORD(4) PAIR_WORD(8) PAIR_WORD(12) PAIR_WORD(16) PAIR_WORD(20)
+    PAIR_WORD(24) PAIR_WORD(28) " adds r0, r0, #32\n movs r1, #32\n add r10, r1\n"
+    PAIR_STORE " b 2b\n"
+    "4: cmp r2, lr\n beq 7f\n"                             /* other groups: word by word */
+    " ldr r4, [sp, #40]\n adds r4, r4, r2\n cmp r4, lr\n bls 5f\n mov r4, lr\n"
+    "5: mov r11, r4\n"
+    "6:\n" PAIR_WORD(0) " adds r0, r0, #4\n movs r1, #4\n add r10, r1\n cmp r2, r11\n bne 6b\n"
+    PAIR_STORE " b 4b\n"
+    "7: mov r0, r10\n ldr r1, [sp, #44]\n lsls r1, r1, #2\n subs r0, r0, r1\n" /* next pair: */
+    " ldr r1, [sp, #48]\n adds r0, r0, r1\n"                    /* row 1's end - words + stride */
+    " ldr r1, [sp, #52]\n subs r1, r1, #1\n str r1, [sp, #52]\n beq 8f\n b 0b\n"
+    "8: pop {r4-r7}\n mov r8, r4\n mov r9, r5\n mov r10, r6\n mov r11, r7\n"
+    " pop {r4-r7}\n pop {r3}\n add sp, #8\n bx r3\n"
+    " .ltorg\n .size tlm_pair_sums, .-tlm_pair_sums\n");
+#else
+static uint32_t load_word(const uint8_t *p) { return *(const uint32_t *)(const void *)p; }
+
+static int32_t pair_product(uint32_t w, const int32_t *x) {
+    uint32_t u = w ^ 0x80808080u;
+    return ((int32_t)((u & 0x00FF00FFu) * (uint32_t)x[0]) >> 16) +
+           ((int32_t)((u >> 8 & 0x00FF00FFu) * (uint32_t)x[1]) >> 16);
+}
+
+static void tlm_pair_sums(const uint8_t *rows, const int32_t *x, int32_t *sums,
+                          uint32_t group_words, uint32_t words, uint32_t stride,
+                          uint32_t pairs) {
+    for (uint32_t p = 0; p < pairs; p++) {
+        const uint8_t *row0 = rows + (size_t)2 * p * stride, *row1 = row0 + stride;
+        for (uint32_t start = 0; start < words; start += group_words, sums += 2) {
+            uint32_t end = start + group_words < words ? start + group_words : words;
+            int32_t sum0 = 0, sum1 = 0;
+            for (uint32_t k = start; k < end; k++) {
+                sum0 += pair_product(load_word(row0 + 4 * k), x + 2 * k);
+                sum1 += pair_product(load_word(row1 + 4 * k), x + 2 * k);
+            }
+            sums[0] = sum0;
+            sums[1] = sum1;
+        }
+    }
+}
+#endif
+
+/* Bits to cut from a group's dot so that it has 15: |dot| <= top * 63 * group_size. */
+static int group_shift(uint32_t dtype, uint32_t group) {
+    int bits = bit_length((dtype == Q8 ? 127u : 8u) * INPUT_TOP * group) - 15;
+    return bits > 0 ? bits : 0;
+}
+
+/* Round the input once for every matrix that takes it (the matrix of `section` and those
+   of its type after it): int16 slots in s->xq and, when the matrix is int8 (or int4) and the
+   shapes allow, packed for its kernel in s->scratch, followed by the groups' corrections
+   (packed is then 8, or 4). */
+static input prepare_input(tlm_state *s, const int32_t *x, uint32_t section) {
+    const tlm_model *m = s->m;
+    entry e = get_entry(m, section);
+    uint32_t group = m->group_size, cols = e.cols, bits = e.dtype == Q8 ? 8 : 4;
+    uint32_t n_groups = e.dtype != F32 ? (cols + group - 1) / group : 0;
+    uint32_t scratch_words = (4 * s->context > 2 * m->vocab_size ? 4 * s->context
+                                                                : 2 * m->vocab_size) / 4;
+    input in = {x, find_scale(x, cols, INPUT_TOP), 0};
+    const int16_t *q = s->xq;
+    for (uint32_t j = 0; j < cols; j++) s->xq[j] = (int16_t)to_int8(x[j], in.scale);
+    if (!n_groups || cols / 2 + n_groups > scratch_words) return in;
+    int32_t *packed = s->scratch, *correction = packed + cols / 2;
+    if (bits == 8 && cols % 4 == 0 && group % 4 == 0) {
+        in.packed = 8;
+        for (uint32_t g = 0; g < n_groups; g++)   /* with the rounding of group_shift */
+            correction[g] = (1 << group_shift(Q8, group)) >> 1;
+        for (uint32_t j = 0; j < cols; j += 4) {
+            packed[j / 2] = q[j] * 65536 + q[j + 2];
+            packed[j / 2 + 1] = q[j + 1] * 65536 + q[j + 3];
+            correction[j / group] += (q[j + 2] < 0) + (q[j + 3] < 0) -
+                                     128 * (q[j] + q[j + 1] + q[j + 2] + q[j + 3]);
+        }
+    } else if (bits == 4 && cols % 8 == 0 && group % 8 == 0 && group <= 32) {
+        in.packed = 4;
+        for (uint32_t g = 0; g < n_groups; g++) correction[g] = 0;
+        for (uint32_t j = 0; j < cols; j += 8)
+            for (uint32_t k = 0; k < 4; k++) {
+                packed[j / 2 + k] = q[j + k] * 65536 + q[j + k + 4];
+                correction[j / group] -= 8 * (q[j + k] + q[j + k + 4]);
+            }
+    }
+    return in;
+}
+
+/* The int4 kernel, in C: eight weights are one word, nibble k column k; with u = w + 8 in
+   0..15 (w ^ 0x88888888) and X_k = x_k 2^16 + x_(k+4) (prepare_input),
+       (u_k + u_(k+4) 2^16) X_k = u_k x_(k+4) + (u_k x_k + u_(k+4) x_(k+4)) 2^16 (mod 2^32).
+   The low parts are below 15 * 63 and the high ones below 2 * 15 * 63 in size, so a group of
+   up to 32 columns (16 such products) adds up in one word and a rounded shift takes out
+   sum u x exactly; sum w x = that - 8 sum x, the group's correction. */
+static int32_t nibble_sum(uint32_t w, const int32_t *x) {
+    uint32_t u = w ^ 0x88888888u;
+    return (int32_t)((u & 0x000F000Fu) * (uint32_t)x[0] + (u >> 4 & 0x000F000Fu) * (uint32_t)x[1] +
+                     (u >> 8 & 0x000F000Fu) * (uint32_t)x[2] +
+                     (u >> 12 & 0x000F000Fu) * (uint32_t)x[3]);
+}
+
+static void nibble_rows(const product *p, uint32_t first, uint32_t end) {
+    const int32_t *packed = p->s->scratch, *correction = packed + p->cols / 2;
+    uint32_t words = p->group / 8;
+    for (uint32_t i = first; i < end; i++) {
+        const uint32_t *row = (const uint32_t *)(const void *)(p->w + (size_t)i * p->row_bytes);
+        const uint16_t *scales = p->scales + (size_t)i * p->n_groups;
+        int32_t total = 0;
+        for (uint32_t g = 0, k = 0; g < p->n_groups; g++) {
+            uint32_t end_k = k + words < p->cols / 8 ? k + words : p->cols / 8;
+            int32_t sum = 0;
+            for (; k < end_k; k++) sum += nibble_sum(row[k], packed + 4 * k);
+            int32_t dot = ((sum + (1 << 15)) >> 16) + correction[g] +
+                          ((1 << p->group_shift) >> 1);
+            total += ((dot >> p->group_shift) * (int32_t)scales[g]) >> p->sum_shift;
+        }
+        p->y[i] = scale_sat(total * p->in->scale.m, p->out_shift);
+    }
+}
+
+/* Rows first.. (count of them: pairs, or 1 row with itself) through the pair kernel, then
+   their groups scaled and added up, a pair at a time. */
+static void pair_rows(const product *p, uint32_t first, uint32_t count, int32_t *sums) {
+    const int32_t *correction = p->s->scratch + p->cols / 2;
+    uint32_t n_groups = p->n_groups, second = count > 1;   /* the pair's second row */
+    int group_shift = p->group_shift, sum_shift = p->sum_shift, out_shift = p->out_shift;
+    int32_t xm = p->in->scale.m, *y = p->y + first;
+    const uint16_t *scales = p->scales + (size_t)first * n_groups;
+    tlm_pair_sums(p->w + (size_t)first * p->row_bytes, p->s->scratch, sums, p->group / 4,
+                  p->cols / 4, second ? p->row_bytes : 0, (count + 1) / 2);
+    for (uint32_t r = 0; r < count; r += 2) {
+        int32_t total0 = 0, total1 = 0;
+        for (uint32_t g = 0; g < n_groups; g++) {   /* the corrections hold the rounding */
+            int32_t c = correction[g];
+            total0 += (((sums[2 * g] + c) >> group_shift) * scales[g]) >> sum_shift;
+            total1 += (((sums[2 * g + 1] + c) >> group_shift) *
+                       scales[second * n_groups + g]) >> sum_shift;
+        }
+        y[0] = scale_sat(total0 * xm, out_shift);
+        y[second] = scale_sat(total1 * xm, out_shift);
+        sums += 2 * n_groups;
+        scales += 2 * n_groups;
+        y += 2;
+    }
+}
+
+/* Rows first..end-1: two at a time through the pair kernel when the input is packed. */
+static void product_rows(const product *p, uint32_t first, uint32_t end) {
+    const int16_t *restrict xq = p->s->xq;
+    if (p->nibbles) {
+        nibble_rows(p, first, end);
+        return;
+    }
+    if (p->pairs) {   /* as many pairs at a time as the sums buffer holds */
+        int32_t sums[PAIR_SUMS];
+        uint32_t chunk = PAIR_SUMS / p->n_groups & ~1u, i = first;
+        while (i + 1 < end) {
+            uint32_t count = end - i < chunk ? (end - i) & ~1u : chunk;
+            pair_rows(p, i, count, sums);
+            i += count;
+        }
+        if (i < end) pair_rows(p, i, 1, sums);   /* a last odd row goes with itself */
+        return;
+    }
+    for (uint32_t i = first; i < end; i++) {
+        const uint8_t *row = p->w + (size_t)i * p->row_bytes;
+        const uint16_t *scales = p->scales + (size_t)i * p->n_groups;
+        int32_t total = 0;
+        for (uint32_t g = 0, j = 0; g < p->n_groups; g++) {
+            uint32_t end_j = j + p->group < p->cols ? j + p->group : p->cols;
+            int32_t dot = (1 << p->group_shift) >> 1;   /* the rounding */
+            if (p->row_bytes == p->cols) {
+                const int8_t *r = (const int8_t *)row;
+                for (; j < end_j; j++) dot += r[j] * xq[j];
+            } else {           /* int4, two per byte: whole bytes in the middle */
+                for (; j < end_j && (j & 1); j++) dot += int4_at(row, j) * xq[j];
+                for (; j + 1 < end_j; j += 2) {
+                    int b = row[j >> 1];
+                    dot += (((b & 15) ^ 8) - 8) * xq[j] + (((b >> 4) ^ 8) - 8) * xq[j + 1];
+                }
+                for (; j < end_j; j++) dot += int4_at(row, j) * xq[j];
+            }
+            total += ((dot >> p->group_shift) * (int32_t)scales[g]) >> p->sum_shift;
+        }
+        p->y[i] = scale_sat(total * p->in->scale.m, p->out_shift);
+    }
+}
+
+/* The two halves of the rows, split at an even row so that pairs stay whole. */
+static void product_half(void *arg, uint32_t part) {
+    const product *p = (const product *)arg;
+    uint32_t half = (p->rows / 2 + 1) & ~1u;
+    product_rows(p, part ? half : 0, part ? p->rows : half);
+}
+
+/* y = W x for a tensor of the section table; x as prepared by prepare_input, y Q16. */
+static void matvec(tlm_state *s, int32_t *y, uint32_t section, const input *in) {
     const tlm_model *m = s->m;
     entry e = get_entry(m, section);
     const uint8_t *w = m->file + e.offset;
@@ -414,78 +739,75 @@ static void matvec(tlm_state *s, int32_t *y, uint32_t section, const int32_t *x)
             const float *row = (const float *)(const void *)w + (size_t)i * e.cols;
             float acc = 0.0f;
             for (uint32_t j = 0; j < e.cols; j++)
-                acc += row[j] * ((float)x[j] * (1.0f / ONE));
+                acc += row[j] * ((float)in->x[j] * (1.0f / ONE));
             union { float f; uint32_t bits; } sum = {acc};
             y[i] = q16_from_f32(sum.bits);
         }
         return;
     }
 #endif
-    int32_t xm, xk;
-    quantize_int8(s->xq, x, e.cols, &xm, &xk);
-    uint32_t group = m->group_size, n_groups = (e.cols + group - 1) / group;
-    uint32_t row_bytes = e.dtype == Q8 ? e.cols : (e.cols + 1) / 2;
-    const uint16_t *scales = (const uint16_t *)(const void *)(w + ((
-        (size_t)e.rows * row_bytes + 15) & ~(size_t)15));
-    const int16_t *restrict xq = s->xq;
-    for (uint32_t i = 0; i < e.rows; i++) {
-        const uint8_t *row = w + (size_t)i * row_bytes;
-        const uint16_t *row_scales = scales + (size_t)i * n_groups;
-        int64_t acc = 0;
-        for (uint32_t g = 0, j = 0; g < n_groups; g++) {
-            uint32_t end = j + group < e.cols ? j + group : e.cols;
-            int32_t dot = 0;   /* |dot| <= 127 * 127 * 256: an int32 per group */
-            if (e.dtype == Q8) {
-                const int8_t *r = (const int8_t *)row;
-                /* four per pass: a Cortex-M0+ spends as much on the loop as on a product */
-                for (; j + 4 <= end; j += 4)
-                    dot += r[j] * xq[j] + r[j + 1] * xq[j + 1] + r[j + 2] * xq[j + 2] +
-                           r[j + 3] * xq[j + 3];
-                for (; j < end; j++) dot += (int16_t)r[j] * xq[j];
-            } else {           /* int4, two per byte: whole bytes in the middle */
-                for (; j < end && (j & 1); j++) dot += int4_at(row, j) * xq[j];
-                for (; j + 1 < end; j += 2) {
-                    int b = row[j >> 1];
-                    dot += (((b & 15) ^ 8) - 8) * xq[j] + (((b >> 4) ^ 8) - 8) * xq[j + 1];
-                }
-                for (; j < end; j++) dot += int4_at(row, j) * xq[j];
-            }
-            acc += (int64_t)dot * row_scales[g];
-        }
-        y[i] = scale_sat(acc * xm, e.shift - xk);
+    product p = {s, in, w, NULL, y, e.rows, e.cols, e.dtype == Q8 ? e.cols : (e.cols + 1) / 2,
+                 m->group_size, (e.cols + m->group_size - 1) / m->group_size, 0, 0, 0, 0, 0};
+    p.scales = (const uint16_t *)(const void *)(w + (((size_t)e.rows * p.row_bytes + 15) &
+                                                     ~(size_t)15));
+    p.group_shift = group_shift(e.dtype, p.group);
+    p.sum_shift = 5 + bit_length(p.n_groups - 1);
+    p.out_shift = e.shift - in->scale.k - p.group_shift - p.sum_shift;
+    p.pairs = in->packed == 8 && e.dtype == Q8 && (uintptr_t)w % 4 == 0 &&
+              p.n_groups <= PAIR_SUMS / 2;
+    p.nibbles = in->packed == 4 && e.dtype == Q4 && (uintptr_t)w % 4 == 0;
+    if (s->run_both) s->run_both(s->run_both_ctx, product_half, &p);
+    else {
+        product_half(&p, 0);
+        product_half(&p, 1);
     }
 }
 
+/* RMSNorm in 32 bits: x shifted down to `bits` bits so that dim squares add up below 2^31;
+   1/rms as round(2^(16 + p) / root) with p small enough that |x| / rms <= sqrt(dim) times it
+   stays below 2^31. */
 static void rmsnorm(tlm_state *s, int32_t *out, const int32_t *x, uint32_t section) {
     const tlm_model *m = s->m;
     const uint8_t *w = m->file + get_entry(m, section).offset;
-    int64_t a = 0, sum = 0;
+    uint32_t a = 0, sum = 0;
+    int dim_bits = bit_length(m->dim), bits = (31 - dim_bits) / 2, p = 13 - (dim_bits + 1) / 2;
     for (uint32_t j = 0; j < m->dim; j++) {
-        int64_t v = x[j] < 0 ? -(int64_t)x[j] : x[j];
+        uint32_t v = x[j] < 0 ? 0u - (uint32_t)x[j] : (uint32_t)x[j];
         if (v > a) a = v;
     }
-    /* shift x down to 20 bits so the sum of squares fits in int64 for any dim */
-    int shift = bit_length((uint64_t)a) - 20;
+    int shift = bit_length(a) - bits;
     if (shift < 0) shift = 0;
-    for (uint32_t j = 0; j < m->dim; j++) sum += (int64_t)(x[j] >> shift) * (x[j] >> shift);
-    int64_t mean = sum / m->dim + (m->eps_q32 >> (2 * shift));
-    int64_t root = (int64_t)isqrt((uint64_t)mean);
-    int64_t inv = ((int64_t)1 << 46) / (root > 0 ? root : 1);   /* 2^46 / (rms 2^(16-shift)) */
+    for (uint32_t j = 0; j < m->dim; j++) sum += (uint32_t)((x[j] >> shift) * (x[j] >> shift));
+    /* epsilon * 2^32 < 2^32 (tlm_load), in the units of the shifted squares */
+    uint32_t eps = 2 * shift > 31 ? 0 : (uint32_t)m->eps_q32 >> 2 * shift;
+    uint32_t mean = sum / m->dim, root;
+    mean = mean > 0xFFFFFFFFu - eps ? 0xFFFFFFFFu : mean + eps;
+    root = isqrt32(mean);
+    if (root == 0) root = 1;
+    int32_t inv = (int32_t)(((1u << (16 + p)) + root / 2) / root);
     for (uint32_t j = 0; j < m->dim; j++) {
-        int64_t normalized = rshift_round((int64_t)(x[j] >> shift) * inv, 30);
-        out[j] = scale_sat(normalized * q16_from_f32(rd32(w + 4 * j)), 16);
+        int32_t normalized = rshift_round((x[j] >> shift) * inv, p);
+        out[j] = mul_q16(normalized, q16_from_f32(rd32(w + 4 * j)));
     }
 }
 
-/* Rotate pairs (v[2i], v[2i+1]) of each head by the angles of position pos. */
+/* Rotate pairs (v[2i], v[2i+1]) of each head by the angles of position pos: Q14 cos and sin,
+   v split at bit 15 so that every product fits 32 bits (|c|, |s| <= 2^15), the rounding
+   exactly that of the 64-bit a c - b s. */
+static int32_t rotate(int32_t a, int32_t b, int32_t c, int32_t sn) {
+    int64_t high = (int64_t)((a >> 15) * c) - (b >> 15) * sn;
+    int32_t low = (a & 0x7FFF) * c - (b & 0x7FFF) * sn;   /* |low| < 2^31 - 2^16 */
+    return sat(2 * high + ((low + (1 << 13)) >> 14));
+}
+
 static void rope(const tlm_model *m, int32_t *v, uint32_t n_heads, uint32_t pos) {
     const int16_t *table = m->rope + (size_t)pos * m->head_dim;
     for (uint32_t h = 0; h < n_heads; h++)
         for (uint32_t i = 0; i < m->head_dim / 2; i++) {
-            int32_t *pair = v + h * m->head_dim + 2 * i;
-            int64_t c = table[2 * i], sn = table[2 * i + 1], x0 = pair[0], x1 = pair[1];
-            pair[0] = sat(rshift_round(x0 * c - x1 * sn, 14));
-            pair[1] = sat(rshift_round(x0 * sn + x1 * c, 14));
+            int32_t *pair = v + h * m->head_dim + 2 * i, x0 = pair[0], x1 = pair[1];
+            int32_t c = table[2 * i], sn = table[2 * i + 1];
+            pair[0] = rotate(x0, x1, c, sn);
+            pair[1] = rotate(x1, -x0, c, sn);
         }
 }
 
@@ -501,21 +823,29 @@ static int32_t dot_i16_i8(const int16_t *restrict a, const int8_t *restrict b, u
     return sum;
 }
 
+/* Bits of the rounded queries: |q . k| * 15 < 2^31 needs 2^(bits - 1) * 127 * 15 * head_dim
+   below it, so 16 bits up to head_dim 32, one less for each doubling beyond. */
+static int query_bits(uint32_t head_dim) {
+    int extra = bit_length(head_dim - 1) - 5;
+    return extra > 0 ? 16 - extra : 16;
+}
+
 static void attention(tlm_state *s, uint32_t layer, int32_t *out) {
     const tlm_model *m = s->m;
     uint32_t hd = m->head_dim, kv_heads = m->n_kv_heads, group = m->n_heads / kv_heads;
     size_t base_pos = (size_t)layer * s->context;
     int32_t *restrict w = s->scratch;
-    int64_t *restrict acc = s->acc;
-    {   /* fold 1/sqrt(head_dim) into q, then round q to int16 per head */
-        int64_t root = (int64_t)isqrt((uint64_t)hd << 40);
-        int64_t inv_sqrt = (((int64_t)1 << 50) + root / 2) / root;
-        for (uint32_t j = 0; j < m->n_heads * hd; j++)
-            s->q[j] = (int32_t)rshift_round(s->q[j] * inv_sqrt, 30);
+    int32_t *restrict acc = (int32_t *)(void *)s->acc;   /* int32 sums in its room */
+    {   /* fold 1/sqrt(head_dim) (Q15) into q, then round q per head: once per layer */
+        uint64_t root = isqrt((uint64_t)hd << 40);
+        int32_t inv_sqrt = (int32_t)((((uint64_t)1 << 35) + root / 2) / root);
+        for (uint32_t j = 0; j < m->n_heads * hd; j++)   /* q in 15-bit halves */
+            s->q[j] = (s->q[j] >> 15) * inv_sqrt +
+                      rshift_round((s->q[j] & 0x7FFF) * inv_sqrt, 15);
     }
     for (uint32_t h = 0; h < m->n_heads; h++) {
         uint32_t kv = h / group;
-        int e_q = quantize_pow2(s->q16 + h * hd, s->q + h * hd, hd);
+        int e_q = quantize_pow2(s->q16 + h * hd, s->q + h * hd, hd, query_bits(hd));
         const int16_t *restrict qh = s->q16 + h * hd;
         int32_t top = -LIMIT;
         int top_exp = -64;
@@ -523,51 +853,65 @@ static void attention(tlm_state *s, uint32_t layer, int32_t *out) {
             size_t slot = (base_pos + t) * kv_heads + kv;
             int32_t dot = dot_i16_i8(qh, s->kcache + slot * hd, hd);
             uint8_t code = s->kscale[slot];
-            w[t] = scale_sat((int64_t)dot * (8 + (code & 7)), 16 - e_q - ((code >> 3) - 10));
+            w[t] = scale_sat(dot * (8 + (code & 7)), 16 - e_q - ((code >> 3) - 10));
             if (w[t] > top) top = w[t];
             int v_exp = (s->vscale[slot] >> 3) - 10;
             if (v_exp > top_exp) top_exp = v_exp;
         }
-        int64_t total = 0;
-        for (uint32_t t = 0; t <= s->pos; t++) {   /* Q16 weights, the top one 1 */
-            int64_t z = (int64_t)w[t] - top;
+        uint32_t total = 0, norm = 0;
+        for (uint32_t t = 0; t <= s->pos; t++) {   /* Q16 weights, the top one 65535 */
+            int32_t z = w[t] - top;
             /* below e^-12 the weight rounds to 0 (exp_neg < 2^13 there): skip the exp */
-            w[t] = z < -((int64_t)12 << 16) ? 0 : (int32_t)(exp_neg(z) >> 14);
-            total += w[t];
+            w[t] = z < -(12 << 16) ? 0 : exp_neg(z) >> 14;
+            total += (uint32_t)w[t];
         }
-        /* out = sum_t w_t v_t / sum_t w_t, with v_t = v8 * m_t 2^k_t: in units of 2^base, where
-           base is 16 below the largest k, each term is an integer; the rare positions whose
-           scale is further below are rounded, term by term. Keeps int64 safe. */
-        int base = top_exp - 16;
+        /* weights cut to 15 bits of their total, norm < 2^16: then each sum below, of
+           weight * m * v8 <= norm * 15 * 127, stays under 2^28 */
+        int cut = bit_length(total) - 15;
+        for (uint32_t t = 0; t <= s->pos; t++) {
+            w[t] = rshift_round(w[t], cut);
+            norm += (uint32_t)w[t];
+        }
+        if (norm == 0) norm = 1;   /* only past 2^15 positions */
+        /* out = sum_t w_t v_t / norm, v_t = v8 m_t 2^k_t, summed in units of 2^top_exp: the
+           factor w_t m_t of a smaller k_t is rounded to them */
         for (uint32_t d = 0; d < hd; d++) acc[d] = 0;
         for (uint32_t t = 0; t <= s->pos; t++) {
             size_t slot = (base_pos + t) * kv_heads + kv;
             const int8_t *restrict v = s->vcache + slot * hd;
             uint8_t code = s->vscale[slot];
-            int rel = (code >> 3) - 10 - base;
-            int64_t factor = (int64_t)w[t] * (8 + (code & 7));
+            int32_t factor = rshift_round(w[t] * (8 + (code & 7)), top_exp - ((code >> 3) - 10));
             if (factor == 0) continue;
-            if (rel >= 0) {
-                factor *= (int64_t)1 << rel;
-                for (uint32_t d = 0; d < hd; d += 2) {   /* head_dim is even */
-                    acc[d] += factor * v[d];
-                    acc[d + 1] += factor * v[d + 1];
-                }
-            } else {
-                for (uint32_t d = 0; d < hd; d++) acc[d] += rshift_round(factor * v[d], -rel);
-            }
+            for (uint32_t d = 0; d < hd; d++) acc[d] += factor * v[d];
         }
+        /* 3 bits below the unit: far finer than the cache's own steps of 8..15 units */
         for (uint32_t d = 0; d < hd; d++)
-            out[h * hd + d] = scale_sat(div_round(acc[d], total), -base);
+            out[h * hd + d] = scale_sat(div_round(acc[d] * 8, (int32_t)norm), 3 - top_exp);
     }
 }
 
+/* 1 / (1 + i/64) in Q16, rounded, i = 0..65: sigmoid without a division */
+#define RECIPROCAL(i) ((65536 * 128 + 64 + (i)) / (2 * (64 + (i))))
+#define RECIPROCALS(i)                                                                   \
+    RECIPROCAL(i), RECIPROCAL(i + 1), RECIPROCAL(i + 2), RECIPROCAL(i + 3),              \
+        RECIPROCAL(i + 4), RECIPROCAL(i + 5), RECIPROCAL(i + 6), RECIPROCAL(i + 7)
+static const int32_t RECIPROCAL_TABLE[66] = {
+    RECIPROCALS(0), RECIPROCALS(8), RECIPROCALS(16), RECIPROCALS(24), RECIPROCALS(32),
+    RECIPROCALS(40), RECIPROCALS(48), RECIPROCALS(56), RECIPROCAL(64), RECIPROCAL(65)};
+
+/* a * sigmoid(a) * b. sigmoid(|a|) = 1 / (1 + e) in Q16, e = e^-|a| in (0, 1]: from the
+   table at e's top 6 bits, linearly between entries (error below 1e-4). */
 static void swiglu(int32_t *a, const int32_t *b, uint32_t n) {
     for (uint32_t j = 0; j < n; j++) {
-        int64_t x = a[j];
-        int64_t sig = ((int64_t)1 << 60) / (((int64_t)1 << 30) + exp_neg(x < 0 ? x : -x));
-        if (x < 0) sig = ((int64_t)1 << 30) - sig;
-        a[j] = scale_sat(rshift_round(x * sig, 30) * b[j], 16);
+        int32_t x = a[j];
+        uint32_t e = (uint32_t)exp_neg(x < 0 ? x : -x) >> 14, i = e >> 10, r = e & 1023;
+        int32_t step = RECIPROCAL_TABLE[i] - RECIPROCAL_TABLE[i + 1];   /* < 2^10 */
+        uint32_t sig = (uint32_t)(RECIPROCAL_TABLE[i] - ((step * (int32_t)r) >> 10));
+        if (x < 0) sig = (1u << 16) - sig;
+        /* x * sig / 2^16 rounded, in 16-bit halves of x: exact */
+        int32_t silu = (x >> 16) * (int32_t)sig +
+                       (int32_t)(((uint32_t)(x & 0xFFFF) * sig + (1u << 15)) >> 16);
+        a[j] = mul_q16(silu, b[j]);
     }
 }
 
@@ -590,9 +934,9 @@ int32_t *tlm_forward(tlm_state *s, uint32_t token) {
             const uint8_t *row = w + (size_t)token * row_bytes;
             const uint16_t *scales = (const uint16_t *)(const void *)(w + (((size_t)e.rows *
                 row_bytes + 15) & ~(size_t)15)) + (size_t)token * n_groups;
-            for (uint32_t j = 0; j < m->dim; j++) {
+            for (uint32_t j = 0; j < m->dim; j++) {   /* |q * scale| < 2^23 */
                 int q = e.dtype == Q8 ? (int8_t)row[j] : int4_at(row, j);
-                s->x[j] = scale_sat((int64_t)q * scales[j / m->group_size], e.shift - 16);
+                s->x[j] = scale_sat(q * scales[j / m->group_size], e.shift - 16);
             }
         }
     }
@@ -600,30 +944,36 @@ int32_t *tlm_forward(tlm_state *s, uint32_t token) {
         uint32_t sec = 3 + N_LAYER_TENSORS * l;   /* attn_norm wq wk wv wo mlp_norm w1 w2 w3 */
         size_t slot = ((size_t)l * s->context + s->pos) * m->n_kv_heads;
         rmsnorm(s, s->h, s->x, sec);
-        matvec(s, s->q, sec + 1, s->h);
-        matvec(s, s->a, sec + 2, s->h);            /* k and v, through the hidden buffers */
-        matvec(s, s->b, sec + 3, s->h);
+        input in = prepare_input(s, s->h, sec + 1);
+        matvec(s, s->q, sec + 1, &in);
+        matvec(s, s->a, sec + 2, &in);            /* k and v, through the hidden buffers */
+        matvec(s, s->b, sec + 3, &in);
         rope(m, s->q, m->n_heads, s->pos);
         rope(m, s->a, m->n_kv_heads, s->pos);
         for (uint32_t kv = 0; kv < m->n_kv_heads; kv++) {
             s->kscale[slot + kv] = quantize_code(s->kcache + (slot + kv) * m->head_dim,
-                                                 s->a + kv * m->head_dim, m->head_dim, s->xq);
+                                                 s->a + kv * m->head_dim, m->head_dim);
             s->vscale[slot + kv] = quantize_code(s->vcache + (slot + kv) * m->head_dim,
-                                                 s->b + kv * m->head_dim, m->head_dim, s->xq);
+                                                 s->b + kv * m->head_dim, m->head_dim);
         }
         attention(s, l, s->h);
-        matvec(s, s->a, sec + 4, s->h);
+        in = prepare_input(s, s->h, sec + 4);
+        matvec(s, s->a, sec + 4, &in);
         add(s->x, s->a, m->dim);
         rmsnorm(s, s->h, s->x, sec + 5);
-        matvec(s, s->a, sec + 6, s->h);
-        matvec(s, s->b, sec + 8, s->h);
+        in = prepare_input(s, s->h, sec + 6);
+        matvec(s, s->a, sec + 6, &in);
+        matvec(s, s->b, sec + 8, &in);
         swiglu(s->a, s->b, m->hidden_dim);
-        matvec(s, s->h, sec + 7, s->a);
+        in = prepare_input(s, s->a, sec + 7);
+        matvec(s, s->h, sec + 7, &in);
         add(s->x, s->h, m->dim);
     }
     uint32_t final = 3 + N_LAYER_TENSORS * m->n_layers;
     rmsnorm(s, s->h, s->x, final);
-    matvec(s, s->logits, m->tie_embeddings ? 2 : final + 1, s->h);
+    uint32_t head = m->tie_embeddings ? 2 : final + 1;
+    input in = prepare_input(s, s->h, head);
+    matvec(s, s->logits, head, &in);
     s->pos++;
     return s->logits;
 }
@@ -648,30 +998,52 @@ void tlm_sampler_init(tlm_sampler *smp, uint32_t temperature_q16, uint32_t top_k
     if (smp->rng == 0) smp->rng = 1;
 }
 
-/* order[] sorted by probability, highest first, ties by id: a heap sort, in place. */
-static int before(const uint32_t *p, uint16_t a, uint16_t b) {   /* a comes after b */
+/* Top-k and top-p without sorting the vocabulary: a quickselect on likelihood (ties: the
+   lower id first). select_top rearranges order[0..n) and returns k, the place in order of
+   likelihood of the token at which the running total of weights from the most likely on
+   (p[id], or 1 each with by_count) first exceeds goal; order[0..k] are then the k + 1 most
+   likely, in no particular order, and *total is their weight. All n must weigh more than
+   goal. Expected linear time, where a sort took n log n. */
+static int less_likely(const uint32_t *p, uint16_t a, uint16_t b) {
     return p[a] < p[b] || (p[a] == p[b] && a > b);
 }
 
-static void sift(const uint32_t *p, uint16_t *order, uint32_t root, uint32_t n) {
-    for (uint32_t child; (child = 2 * root + 1) < n; root = child) {
-        if (child + 1 < n && before(p, order[child + 1], order[child])) child++;
-        if (!before(p, order[child], order[root])) return;
-        uint16_t t = order[root];
-        order[root] = order[child];
-        order[child] = t;
-    }
+static void swap16(uint16_t *order, uint32_t i, uint32_t j) {
+    uint16_t t = order[i];
+    order[i] = order[j];
+    order[j] = t;
 }
 
-static void sort_by_probability(const uint32_t *p, uint16_t *order, uint32_t n) {
-    for (uint32_t i = 0; i < n; i++) order[i] = (uint16_t)i;
-    for (uint32_t i = n / 2; i-- > 0;) sift(p, order, i, n);
-    for (uint32_t end = n; end-- > 1;) {   /* a min-heap on "before": largest ends first */
-        uint16_t t = order[0];
-        order[0] = order[end];
-        order[end] = t;
-        sift(p, order, 0, end);
+static uint32_t select_top(const uint32_t *p, uint16_t *order, uint32_t n, uint64_t goal,
+                           int by_count, uint64_t *total) {
+    uint32_t lo = 0, hi = n;
+    uint64_t before = 0;   /* the weight of order[0..lo), all more likely than the rest */
+    while (hi - lo > 1) {
+        uint32_t mid = lo + (hi - lo) / 2, last = hi - 1;   /* pivot: median of three, last */
+        if (less_likely(p, order[mid], order[lo])) swap16(order, mid, lo);
+        if (less_likely(p, order[last], order[mid])) swap16(order, last, mid);
+        if (less_likely(p, order[mid], order[lo])) swap16(order, mid, lo);
+        swap16(order, mid, last);
+        uint16_t pivot = order[last];
+        uint32_t store = lo, pivot_p = p[pivot];
+        uint64_t more = 0;   /* the weight of those more likely than the pivot */
+        for (uint32_t i = lo; i < last; i++) {
+            uint16_t id = order[i];
+            if (p[id] > pivot_p || (p[id] == pivot_p && id < pivot)) {
+                more += p[id];
+                order[i] = order[store];
+                order[store++] = id;
+            }
+        }
+        if (by_count) more = store - lo;
+        swap16(order, store, last);
+        uint64_t with_pivot = before + more + (by_count ? 1 : p[pivot]);
+        if (before + more > goal) hi = store;
+        else if (with_pivot > goal) lo = store, hi = store + 1, before += more;
+        else lo = store + 1, before = with_pivot;
     }
+    *total = before + (by_count ? 1 : p[order[lo]]);
+    return lo;
 }
 
 uint32_t tlm_sample(tlm_sampler *smp, int32_t *logits, uint32_t vocab_size, uint16_t *order) {
@@ -681,31 +1053,39 @@ uint32_t tlm_sample(tlm_sampler *smp, int32_t *logits, uint32_t vocab_size, uint
     if (smp->temperature_q16 == 0) return best;
     int64_t top = logits[best], inv_t = ((int64_t)1 << 32) / smp->temperature_q16;
     uint32_t *p = (uint32_t *)logits;
-    for (uint32_t i = 0; i < vocab_size; i++) {
-        int64_t z = (int64_t)logits[i] - top;
-        if (z < -((int64_t)1 << 27)) z = -((int64_t)1 << 27);
-        z = (z * inv_t) >> 16;
-        p[i] = (uint32_t)exp_neg(z < -((int64_t)1 << 31) ? -((int64_t)1 << 31) : z);
+    for (uint32_t i = 0; i < vocab_size; i++) {   /* logits are within +-2^30 */
+        int32_t z = logits[i] - (int32_t)top;
+        if (z < -(1 << 27)) z = -(1 << 27);
+        if (smp->temperature_q16 != ONE) {   /* at temperature 1: z itself */
+            int64_t scaled = (z * inv_t) >> 16;
+            z = scaled < EXP_FLOOR ? EXP_FLOOR - 1 : (int32_t)scaled;
+        }
+        p[i] = (uint32_t)exp_neg(z);
     }
     int sorted = smp->top_k > 0 || smp->top_p_q16 < ONE;
-    if (sorted) {
-        sort_by_probability(p, order, vocab_size);
-        if (smp->top_k > 0 && smp->top_k < n) n = smp->top_k;
-        uint64_t total = 0, mass = 0;
-        uint32_t kept = 0;
-        for (uint32_t i = 0; i < n; i++) total += p[order[i]];
-        /* keep a token while the more likely ones hold less than top_p */
-        while (kept < n && mass * ONE < (uint64_t)smp->top_p_q16 * total) mass += p[order[kept++]];
-        n = kept;
-    }
+    uint32_t kept = n;
     uint64_t mass = 0;
-    for (uint32_t i = 0; i < n; i++) mass += p[sorted ? order[i] : i];
+    if (sorted) {
+        for (uint32_t i = 0; i < n; i++) order[i] = (uint16_t)i;
+        if (smp->top_k > 0 && smp->top_k < n)
+            select_top(p, order, n, smp->top_k - 1, 1, &mass), n = smp->top_k;
+        mass = 0;
+        for (uint32_t i = 0; i < n; i++) mass += p[order[i]];
+        /* keep the most likely tokens up to the first whose mass reaches top_p of the
+           total: mass * ONE >= top_p * total, i.e. mass > ceil(top_p * total / ONE) - 1 */
+        uint64_t goal = (uint64_t)smp->top_p_q16 * mass;
+        kept = goal ? select_top(p, order, n, (goal - 1) >> 16, 0, &mass) + 1 : 0;
+        if (!kept) mass = 0;
+    } else {
+        for (uint32_t i = 0; i < n; i++) mass += p[i];
+    }
     uint64_t r = (uint64_t)next_u32(&smp->rng) << 32;
     r = (r | next_u32(&smp->rng)) % mass;
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t id = sorted ? order[i] : i;
-        if (r < p[id]) return id;
-        r -= p[id];
+    if (sorted)   /* the token, in order of likelihood, at which the running mass passes r */
+        return order[select_top(p, order, kept, r, 0, &mass)];
+    for (uint32_t i = 0; i < kept; i++) {
+        if (r < p[i]) return i;
+        r -= p[i];
     }
     return best;   /* not reached: r < mass */
 }

@@ -2,14 +2,15 @@
 // on UART0 with the core's cycle count at each byte. Used by tinylm/emulate_rp2040.py.
 //
 //   node run.js IMAGE.bin INPUT.bin CLOSINGS [--flash FILE@OFFSET]... [--max-cycles N]
-//               [--stack-bottom ADDRESS]
+//               [--stack-bottom ADDRESS] [--profile]
 //
 // IMAGE.bin goes to SRAM at 0x20000000 and starts from its vector table. Each --flash file is
 // put in the flash at OFFSET (from 0x10000000). INPUT.bin is fed to UART0 one byte at a time,
 // each when the firmware has taken the previous one out of the FIFO. The run ends after
 // CLOSINGS lines that begin with @ready, @done or @error (every answer ends with one), or after
 // --max-cycles. With --stack-bottom, SRAM from there to its end is painted before the start,
-// so the deepest stack use can be read back afterwards.
+// so the deepest stack use can be read back afterwards. With --profile the report also has the
+// cycles spent at each instruction address (hexadecimal), for a per-function profile.
 'use strict';
 const fs = require('fs');
 const { RP2040 } = require('rp2040js');
@@ -21,13 +22,14 @@ const CHECK_EVERY = 16;        // instructions between looks at the UART's recei
 const RXFE = 1 << 4;
 
 function parseArgs(argv) {
-  const args = { flash: [], maxCycles: 20e9, stackBottom: null, positional: [] };
+  const args = { flash: [], maxCycles: 20e9, stackBottom: null, profile: false, positional: [] };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--flash') {
       const [file, offset] = argv[++i].split('@');
       args.flash.push({ file, offset: Number(offset) });
     } else if (argv[i] === '--max-cycles') args.maxCycles = Number(argv[++i]);
     else if (argv[i] === '--stack-bottom') args.stackBottom = Number(argv[++i]);
+    else if (argv[i] === '--profile') args.profile = true;
     else args.positional.push(argv[i]);
   }
   if (args.positional.length !== 3) throw new Error('usage: node run.js IMAGE INPUT CLOSINGS ...');
@@ -66,8 +68,12 @@ function main() {
   const nanosPerCycle = 1e9 / CPU_HZ;
   let fed = 0;
   let steps = 0;
+  const profile = new Map();   // instruction address -> cycles spent there
   while (closed < closings && mcu.core.cycles < args.maxCycles) {
-    mcu.clock.tick(mcu.core.executeInstruction() * nanosPerCycle);
+    const pc = mcu.core.PC;
+    const spent = mcu.core.executeInstruction();
+    if (args.profile) profile.set(pc, (profile.get(pc) || 0) + spent);
+    mcu.clock.tick(spent * nanosPerCycle);
     if (++steps % CHECK_EVERY === 0 && fed < input.length && mcu.uart[0].flags & RXFE) {
       mcu.uart[0].feedByte(input[fed++]);
       fedAt.push(mcu.core.cycles);
@@ -87,6 +93,8 @@ function main() {
     total_cycles: mcu.core.cycles,
     finished: closed >= closings,
     stack_used: stackUsed,
+    profile: args.profile
+      ? Object.fromEntries([...profile].map(([pc, n]) => [pc.toString(16), n])) : null,
   }));
 }
 

@@ -1,0 +1,53 @@
+"""The two-core hook of the C runtime (tlm_state.run_both): with a hook that runs the second
+half of every matrix's rows before the first, the logits are those of one core, exactly
+(tests/c/two_cores.c, built with the system C compiler), for the int8 pair kernel, its
+fallback (int4, and int8 with 7 columns) and a last odd row (tests/odd_shapes.py)."""
+import subprocess
+
+import pytest
+
+from binmodels import (STORIES_BIN, random_model, stories_bin, stories_tokenizer, tiny_config,
+                       trained_model, write_model_bin)
+from odd_shapes import odd_config
+from tinylm.binformat import read_bin
+from tinylm.runtime import SOURCES, compiler
+
+STEPS = 40
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory):
+    try:
+        cc = compiler()
+    except OSError as e:
+        pytest.skip(str(e))
+    binary = tmp_path_factory.mktemp("two_cores") / "two_cores"
+    subprocess.run([*cc.split(), "-std=c99", "-O2", "-I", str(SOURCES), str(SOURCES / "tinylm.c"),
+                    str(SOURCES.parents[1] / "tests" / "c" / "two_cores.c"), "-o", str(binary)],
+                   check=True)
+    return binary
+
+
+def model_path(name, directory):
+    if name == "stories-8":
+        if not STORIES_BIN.exists():
+            pytest.skip(f"{STORIES_BIN.parent.parent} (stories260K) is absent")
+        return stories_bin(8)
+    kind, bits = name.split("-")
+    tokenizer = stories_tokenizer()
+    model = trained_model() if kind == "trained" else \
+        random_model((odd_config if kind == "odd" else tiny_config)(len(tokenizer)))
+    return write_model_bin(directory / f"{name}.bin", model, tokenizer, int(bits))
+
+
+@pytest.mark.parametrize("name", ["tiny-8", "odd-8", "trained-8", "trained-4", "stories-8"])
+def test_halves_in_reverse_order_give_the_same_logits(program, tmp_path, name):
+    path = model_path(name, tmp_path)
+    result = subprocess.run([str(program), str(path), str(STEPS)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    word, steps, calls = result.stdout.split()
+    config = read_bin(path).config
+    matrices_per_token = 7 * config.n_layers + 1
+    assert (word, int(steps), int(calls)) == ("same", STEPS, STEPS * matrices_per_token)
+
