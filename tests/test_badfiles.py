@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from badfiles import corpus
+from badfiles import corpus, entries, with_crc
 from binmodels import random_model, stories_tokenizer, tiny_config, trained_model, write_model_bin
 from tinylm.binformat import BinFormatError, parse_bin
 from tinylm.runtime import SOURCES
@@ -59,3 +59,18 @@ def test_corpus_rejected_alike_by_python_and_c(good_files, checker, tmp_path, in
     assert lines[:len(good_files)] == ["ok"] * len(good_files)
     for (name, _, want), got in zip(cases, lines[len(good_files):], strict=True):
         assert got == want, name
+
+
+def test_int8_weight_of_minus_128_rejected_alike(good_files, checker, tmp_path):
+    """-128 fits an int8 but not the format (-127..127): the C kernel would misread it."""
+    good = good_files[0].read_bytes()    # tiny-8: the embedding (section 2) is int8
+    embedding = entries(good)[2]
+    assert embedding[2] == 1             # dtype int8
+    data = bytearray(good)
+    data[embedding[3] + 5] = 0x80
+    path = tmp_path / "minus-128.bin"
+    path.write_bytes(with_crc(data))
+    want = "bad int8 weight: -128 (the values are -127..127)"
+    assert python_message(path.read_bytes()) == want
+    result = subprocess.run([str(checker), str(path)], capture_output=True, text=True)
+    assert (result.returncode, result.stderr, result.stdout.splitlines()) == (0, "", [want])

@@ -5,6 +5,7 @@ step (tolerance 0: any difference is a bug, not rounding) and identical tokens. 
 stories260K int8 and int4 (imported with `tinylm import-llama2c`, quantized with `tinylm
 quantize`), a model trained with tinylm (GQA, untied head) at 8, 4 and 32 bits, a
 ~1K-parameter model, and a small one with odd shapes (tests/odd_shapes.py)."""
+import ctypes
 import json
 import random
 import shutil
@@ -72,6 +73,35 @@ def test_streaming_generation_identical(bins, name):
                      dict(temperature=1.3, seed=11)]:
         ours = list(c.generate(prompt, 60, **sampling))
         assert ours == list(generate_ids(reference, prompt, 60, **sampling))
+
+
+def test_sampler_same_token_as_python(bins):
+    """tlm_sample against sampler.sample on logits of many shapes (one dominant token, flat,
+    ties, a long tail, 300 or 40 tokens), with and without top-k and top-p: the same token for
+    every draw, also where C skips the unlikely tokens before its selection."""
+    from tinylm.sampler import Rng, sample, to_q16
+    c = CEngine(bins("tiny-8"))
+    tlm_sample = c.lib.tlm_sample
+    tlm_sample.restype = ctypes.c_uint32
+    tlm_sample.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32), ctypes.c_uint32,
+                           ctypes.POINTER(ctypes.c_uint16)]
+    rng = np.random.default_rng(0)
+    settings = [(1.0, 0, 0.9), (1.0, 0, 0.5), (0.7, 0, 0.99), (1.3, 0, 0.95), (1.0, 5, 0.9),
+                (0.8, 40, 0.9), (1.0, 0, 1.0), (1.0, 0, 0.001)]
+    for case in range(300):
+        n = 300 if case % 3 else 40
+        spread = [0.5, 2, 6, 20][case % 4]
+        logits = (rng.standard_normal(n) * spread * 65536).astype(np.int64)
+        if case % 5 == 0:                  # ties: many tokens share a few values
+            logits = logits[rng.integers(0, 4, n)]
+        for temperature, top_k, top_p in settings:
+            seed = case * 10 + top_k
+            c.lib.tlm_sampler_init(c.sampler, to_q16(temperature), top_k, to_q16(top_p), seed)
+            buffer = (ctypes.c_int32 * n)(*logits.tolist())
+            order = (ctypes.c_uint16 * n)()
+            ours = tlm_sample(c.sampler, buffer, n, order)
+            want = sample(logits, Rng(seed), to_q16(temperature), top_k, to_q16(top_p))
+            assert ours == want, (case, temperature, top_k, top_p)
 
 
 @pytest.mark.parametrize("name", ["trained-32", pytest.param("stories-32", marks=shared)])

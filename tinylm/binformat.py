@@ -249,6 +249,9 @@ def parse_bin(data: bytes) -> BinModel:
     rope = np.frombuffer(data, "<i2", max_seq_len * head_dim, offset)
     dtype, offset, size, *_ = found[TOKENIZER, 0]
     tokenizer = parse_tokenizer(data[offset:offset + size], vocab)
+    # the C matrix kernel takes an int8 value as value + 128 in 1..255: -128 would break it
+    if any(t.dtype == Q8 and np.any(t.values == -128) for t in tensors.values()):
+        fail("bad int8 weight: -128 (the values are -127..127)")
     return BinModel(config, tokenizer, tensors, bits, group,
                     rope.reshape(max_seq_len, head_dim // 2, 2), file_size)
 

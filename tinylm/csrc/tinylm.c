@@ -51,7 +51,15 @@ static const int32_t EXP2_TABLE[65] = {
 
 static int32_t sat(int64_t v) { return v > LIMIT ? LIMIT : v < -LIMIT ? -LIMIT : (int32_t)v; }
 
-static int bit_length(uint32_t a) { int n = 0; while (a) { n++; a >>= 1; } return n; }
+static int bit_length(uint32_t a) {   /* a binary search: a bit at a time cost up to 32 steps */
+    int n = 0;
+    if (a >> 16) n += 16, a >>= 16;
+    if (a >> 8) n += 8, a >>= 8;
+    if (a >> 4) n += 4, a >>= 4;
+    if (a >> 2) n += 2, a >>= 2;
+    if (a >> 1) n += 1, a >>= 1;
+    return n + (int)a;
+}
 
 /* v / 2^s rounded half up, s >= 0, as floor(v / 2^(s-1) + 1) / 2, which cannot overflow;
    past s = 31 it is 0 for every int32. */
@@ -63,7 +71,10 @@ static int32_t rshift_round(int32_t v, int s) {
 
 /* v * 2^-s rounded and saturated; a negative s is a left shift. */
 static inline int32_t scale_sat(int32_t v, int s) {
-    if (s >= 0) return sat(rshift_round(v, s));
+    if (s >= 0) {   /* in 32 bits: sat's int64 compares cost a CPU without them dearly */
+        int32_t r = rshift_round(v, s);
+        return r > LIMIT ? LIMIT : r < -LIMIT ? -LIMIT : r;
+    }
     int l = -s > 31 ? 31 : -s;
     if (v > (LIMIT >> l)) return LIMIT;
     if (v < -(LIMIT >> l)) return -LIMIT;
@@ -112,7 +123,7 @@ static uint32_t isqrt32(uint32_t v) {
    2^-f from a table of 2^(-i/64), linearly between its entries (relative error below 2e-5).
    In 32 bits: -z log2(e) = -z + (-z)(log2(e) - 1), that product in 16-bit halves
    (-z <= 2^21 above EXP_FLOOR). No float: the same on every target. */
-static int32_t exp_neg(int32_t z) {
+static inline int32_t exp_neg(int32_t z) {
     if (z < EXP_FLOOR) return 0;
     uint32_t m = (uint32_t)-z;
     uint32_t y = m + (m >> 16) * LOG2E_MINUS_1_Q16 + ((m & 0xFFFF) * LOG2E_MINUS_1_Q16 >> 16);
@@ -538,11 +549,17 @@ __asm__(
     "3:\n" PAIR_WORD(0) PAIR_WORD(4) PAIR_WORD(8) PAIR_WORD(12) PAIR_WORD(16) PAIR_WORD(20)
     PAIR_WORD(24) PAIR_WORD(28) " adds r0, r0, #32\n movs r1, #32\n add r10, r1\n"
     PAIR_STORE " b 2b\n"
-    "4: cmp r2, lr\n beq 7f\n"                             /* other groups: word by word */
+    "4: cmp r2, lr\n bne 12f\n b 7f\n"                     /* other groups: word by word */
+    "12:"
     " ldr r4, [sp, #40]\n adds r4, r4, r2\n cmp r4, lr\n bls 5f\n mov r4, lr\n"
     "5: mov r11, r4\n"
-    "6:\n" PAIR_WORD(0) " adds r0, r0, #4\n movs r1, #4\n add r10, r1\n cmp r2, r11\n bne 6b\n"
-    PAIR_STORE " b 4b\n"
+    "6: mov r1, r11\n subs r1, r1, r2\n cmp r1, #32\n bhs 11f\n b 9f\n" /* 4 words at */
+    "11:\n"                                                              /* a time */
+    PAIR_WORD(0) PAIR_WORD(4) PAIR_WORD(8) PAIR_WORD(12)
+    " adds r0, r0, #16\n movs r1, #16\n add r10, r1\n b 6b\n"
+    "9: cmp r2, r11\n beq 10f\n"                                       /* then one by one */
+    PAIR_WORD(0) " adds r0, r0, #4\n movs r1, #4\n add r10, r1\n b 9b\n"
+    "10:" PAIR_STORE " b 4b\n"
     "7: mov r0, r10\n ldr r1, [sp, #44]\n lsls r1, r1, #2\n subs r0, r0, r1\n" /* next pair: */
     " ldr r1, [sp, #48]\n adds r0, r0, r1\n"                    /* row 1's end - words + stride */
     " ldr r1, [sp, #52]\n subs r1, r1, #1\n str r1, [sp, #52]\n beq 8f\n b 0b\n"
@@ -653,6 +670,13 @@ static void nibble_rows(const product *p, uint32_t first, uint32_t end) {
     }
 }
 
+/* One group's term of a row's total: its packed sum plus the correction (which holds the
+   rounding), cut to 15 bits, times the group's scale, cut by sum_shift */
+static inline int32_t group_term(int32_t sum, int32_t correction, int32_t scale,
+                                 int group_shift, int sum_shift) {
+    return (((sum + correction) >> group_shift) * scale) >> sum_shift;
+}
+
 /* Rows first.. (count of them: pairs, or 1 row with itself) through the pair kernel, then
    their groups scaled and added up, a pair at a time. */
 static void pair_rows(const product *p, uint32_t first, uint32_t count, int32_t *sums) {
@@ -663,13 +687,22 @@ static void pair_rows(const product *p, uint32_t first, uint32_t count, int32_t 
     const uint16_t *scales = p->scales + (size_t)first * n_groups;
     tlm_pair_sums(p->w + (size_t)first * p->row_bytes, p->s->scratch, sums, p->group / 4,
                   p->cols / 4, second ? p->row_bytes : 0, (count + 1) / 2);
+    if (n_groups == 1) {   /* rows no wider than a group (small models): no group loop */
+        int32_t c = correction[0];
+        for (uint32_t r = 0; r < count; r += 2, sums += 2, scales += 2) {
+            y[r] = scale_sat(group_term(sums[0], c, scales[0], group_shift, sum_shift) * xm,
+                             out_shift);
+            y[r + second] = scale_sat(group_term(sums[1], c, scales[second], group_shift,
+                                                 sum_shift) * xm, out_shift);
+        }
+        return;
+    }
     for (uint32_t r = 0; r < count; r += 2) {
         int32_t total0 = 0, total1 = 0;
-        for (uint32_t g = 0; g < n_groups; g++) {   /* the corrections hold the rounding */
-            int32_t c = correction[g];
-            total0 += (((sums[2 * g] + c) >> group_shift) * scales[g]) >> sum_shift;
-            total1 += (((sums[2 * g + 1] + c) >> group_shift) *
-                       scales[second * n_groups + g]) >> sum_shift;
+        for (uint32_t g = 0; g < n_groups; g++) {
+            total0 += group_term(sums[2 * g], correction[g], scales[g], group_shift, sum_shift);
+            total1 += group_term(sums[2 * g + 1], correction[g], scales[second * n_groups + g],
+                                 group_shift, sum_shift);
         }
         y[0] = scale_sat(total0 * xm, out_shift);
         y[second] = scale_sat(total1 * xm, out_shift);
@@ -882,7 +915,14 @@ static void attention(tlm_state *s, uint32_t layer, int32_t *out) {
             uint8_t code = s->vscale[slot];
             int32_t factor = rshift_round(w[t] * (8 + (code & 7)), top_exp - ((code >> 3) - 10));
             if (factor == 0) continue;
-            for (uint32_t d = 0; d < hd; d++) acc[d] += factor * v[d];
+            uint32_t d = 0;
+            for (; d + 4 <= hd; d += 4) {   /* unrolled: the loop's own cost was half of it */
+                acc[d] += factor * v[d];
+                acc[d + 1] += factor * v[d + 1];
+                acc[d + 2] += factor * v[d + 2];
+                acc[d + 3] += factor * v[d + 3];
+            }
+            for (; d < hd; d++) acc[d] += factor * v[d];
         }
         /* 3 bits below the unit: far finer than the cache's own steps of 8..15 units */
         for (uint32_t d = 0; d < hd; d++)
@@ -915,8 +955,12 @@ static void swiglu(int32_t *a, const int32_t *b, uint32_t n) {
     }
 }
 
+/* x += y saturated, both within +-2^30: in 32 bits, where only 2^30 + 2^30 would overflow */
 static void add(int32_t *x, const int32_t *y, uint32_t n) {
-    for (uint32_t j = 0; j < n; j++) x[j] = sat((int64_t)x[j] + y[j]);
+    for (uint32_t j = 0; j < n; j++) {
+        int32_t v = x[j] > 0 && y[j] > LIMIT - x[j] ? LIMIT : x[j] + y[j];
+        x[j] = v < -LIMIT ? -LIMIT : v;
+    }
 }
 
 int32_t *tlm_forward(tlm_state *s, uint32_t token) {
@@ -1047,37 +1091,53 @@ static uint32_t select_top(const uint32_t *p, uint16_t *order, uint32_t n, uint6
 }
 
 uint32_t tlm_sample(tlm_sampler *smp, int32_t *logits, uint32_t vocab_size, uint16_t *order) {
-    uint32_t best = 0, n = vocab_size;
+    uint32_t best = 0, n = vocab_size, temperature = smp->temperature_q16;
+    int32_t top = logits[0];
     for (uint32_t i = 1; i < vocab_size; i++)
-        if (logits[i] > logits[best]) best = i;
-    if (smp->temperature_q16 == 0) return best;
-    int64_t top = logits[best], inv_t = ((int64_t)1 << 32) / smp->temperature_q16;
+        if (logits[i] > top) best = i, top = logits[i];
+    if (temperature == 0) return best;
+    int64_t inv_t = ((int64_t)1 << 32) / temperature;
     uint32_t *p = (uint32_t *)logits;
     for (uint32_t i = 0; i < vocab_size; i++) {   /* logits are within +-2^30 */
-        int32_t z = logits[i] - (int32_t)top;
+        int32_t z = logits[i] - top;
         if (z < -(1 << 27)) z = -(1 << 27);
-        if (smp->temperature_q16 != ONE) {   /* at temperature 1: z itself */
+        if (temperature != ONE) {   /* at temperature 1: z itself */
             int64_t scaled = (z * inv_t) >> 16;
             z = scaled < EXP_FLOOR ? EXP_FLOOR - 1 : (int32_t)scaled;
         }
         p[i] = (uint32_t)exp_neg(z);
     }
-    int sorted = smp->top_k > 0 || smp->top_p_q16 < ONE;
+    uint32_t low = 0, carries = 0;   /* the total, in 32-bit pieces: cheaper than a 64-bit sum */
+    for (uint32_t i = 0; i < vocab_size; i++) {   /* (a loop of its own: fewer values live) */
+        low += p[i];
+        carries += low < p[i];
+    }
+    uint64_t mass = (uint64_t)carries << 32 | low;
+    int sorted = smp->top_k > 0 || smp->top_p_q16 < ONE, by_top_k = 0;
     uint32_t kept = n;
-    uint64_t mass = 0;
     if (sorted) {
-        for (uint32_t i = 0; i < n; i++) order[i] = (uint16_t)i;
-        if (smp->top_k > 0 && smp->top_k < n)
-            select_top(p, order, n, smp->top_k - 1, 1, &mass), n = smp->top_k;
-        mass = 0;
-        for (uint32_t i = 0; i < n; i++) mass += p[order[i]];
+        if (smp->top_k > 0 && smp->top_k < n) {
+            for (uint32_t i = 0; i < n; i++) order[i] = (uint16_t)i;
+            select_top(p, order, n, smp->top_k - 1, 1, &mass), n = smp->top_k, by_top_k = 1;
+            mass = 0;
+            for (uint32_t i = 0; i < n; i++) mass += p[order[i]];
+        }
         /* keep the most likely tokens up to the first whose mass reaches top_p of the
            total: mass * ONE >= top_p * total, i.e. mass > ceil(top_p * total / ONE) - 1 */
-        uint64_t goal = (uint64_t)smp->top_p_q16 * mass;
-        kept = goal ? select_top(p, order, n, (goal - 1) >> 16, 0, &mass) + 1 : 0;
-        if (!kept) mass = 0;
-    } else {
-        for (uint32_t i = 0; i < n; i++) mass += p[i];
+        uint64_t goal = (uint64_t)smp->top_p_q16 * mass, limit = (goal - 1) >> 16;
+        kept = 0;
+        if (goal) {
+            /* A token t is kept only if the weight more likely than it is at most `limit`;
+               that weight is at least mass - n p[t], as the n tokens from t on weigh at most
+               p[t] each. So the tokens below `least` cannot be kept: dropped before the
+               selection (they all come after the kept ones), which then sorts out a few. */
+            uint32_t least = (uint32_t)((mass - limit + n - 1) / n), likely = 0;
+            for (uint32_t i = 0; i < n; i++) {   /* order holds ids only after top-k */
+                uint16_t id = by_top_k ? order[i] : (uint16_t)i;
+                if (p[id] >= least) order[likely++] = id;
+            }
+            kept = select_top(p, order, likely, limit, 0, &mass) + 1;
+        } else mass = 0;
     }
     uint64_t r = (uint64_t)next_u32(&smp->rng) << 32;
     r = (r | next_u32(&smp->rng)) % mass;
