@@ -2,12 +2,14 @@
 
 Teacher: ../shared/models/stories260K-hf, llama2.c's stories260K as a transformers
 LlamaForCausalLM (260K parameters, its own 512-token SentencePiece vocabulary), loaded through
-teacher/ like any hub teacher. It reads the stories of tinystories_train_head.txt once; every
-run below trains on that same text, for the same number of steps:
+teacher/ like any hub teacher. It reads the stories of tinystories_train_head.txt once. The
+last tenth of them is held out, never trained on: --tune scores on it, to choose settings
+without looking at the test text. Every run below trains on the same first --train-fraction
+of the rest, for the same number of steps:
 
     plain              the student's own BPE (512 tokens), hard labels only (--kd-weight 0)
     kd-proj            the same BPE, the teacher's predictions projected onto it (projection.py)
-    kd-proj-share      the same, with undecided mass shared by token frequency (--undecided share)
+    kd-proj-rest       the same, undecided mass left to the loss's rest (--undecided rest)
     plain-teacher-tok  the teacher's own tokenizer, hard labels only
     kd-teacher         the teacher's tokenizer and its predictions as they are (exact KD)
 
@@ -15,7 +17,8 @@ Score: bits per byte on tinystories_valid_head.txt (every paragraph a document f
 mean and spread (min, max) over the seeds, next to the teacher's own. Also the time of a KD
 training step against a plain one, on the same batches.
 
-    nice python benchmarks/bench_distill.py [--steps 1500] [--seeds 0 1 2] [--json]
+    nice python benchmarks/bench_distill.py [--steps 2000] [--seeds 0 1 2 3 4] [--json]
+    nice python benchmarks/bench_distill.py --tune --arms plain kd-proj --kd-weight 0.8
 
 --long trains one student of at most 260K parameters on the teacher-scored stories plus --free
 texts the teacher writes, for --steps, and compares it with the teacher. Everything is kept in
@@ -39,10 +42,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from tinylm import distill, ops, train as training  # noqa: E402
 from tinylm.checkpoint import checkpoint_path, load_checkpoint, load_model  # noqa: E402
 from tinylm.data import (SOFT_IDS, SOFT_LOGPROBS, SoftBatchSampler, load_tokens,  # noqa: E402
-                         read_documents)
+                         read_documents, save_tokens)
 from tinylm.evaluate import evaluate  # noqa: E402
 from tinylm.model import Transformer  # noqa: E402
 from tinylm.optim import AdamW  # noqa: E402
+from tinylm.targets import read_pieces  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 TEACHER = SHARED / "models" / "stories260K-hf"
@@ -52,10 +56,12 @@ STUDENT = dict(vocab_size=512, dim=40, n_layers=3, n_heads=4, seq_len=128, batch
                lr=3e-3)                                     # 78,840 parameters
 LONG_STUDENT = dict(vocab_size=512, dim=64, n_layers=4, n_heads=4, seq_len=128,
                     batch_size=16, lr=2e-3)                 # 230,976 parameters
-# name: (student tokenizer, projection's undecided mass, KD weight; None: --kd-weight)
-ARMS = {"plain": ("own", "rest", 0.0), "kd-proj": ("own", "rest", None),
-        "kd-proj-share": ("own", "share", None),
-        "plain-teacher-tok": ("teacher", "rest", 0.0), "kd-teacher": ("teacher", "rest", None)}
+# name: (student tokenizer, projection's undecided mass, KD weight: "proj" --kd-weight,
+# "exact" --exact-kd-weight)
+ARMS = {"plain": ("own", "rest", 0.0), "kd-proj": ("own", "share", "proj"),
+        "kd-proj-rest": ("own", "rest", "proj"),
+        "plain-teacher-tok": ("teacher", "rest", 0.0), "kd-teacher": ("teacher", "rest", "exact")}
+HELD_OUT = 0.1   # of the training documents: scored by --tune, never trained on
 
 
 def prepared(root: Path, tokenizer_choice: str, args, free: int = 0, student=STUDENT,
@@ -79,11 +85,41 @@ def data_dir(root: Path, tokenizer_choice: str, free: int = 0, undecided="rest")
     return root / f"data-{tokenizer_choice}-free{free}" / undecided
 
 
+def training_slice(files: Path, bos_id: int, fraction: float) -> Path:
+    """The token files in `files` cut at document starts: train.* keeps the first `fraction` of
+    the documents before the held-out ones (the last HELD_OUT of them), val.* is those."""
+    out = files / f"slice{fraction}"
+    if (out / "done").exists():
+        return out
+    out.mkdir(exist_ok=True)
+    tokens = load_tokens(next(files.glob("train.uint*")))
+    starts = np.flatnonzero(tokens == bos_id)
+    n_train = len(starts) - round(len(starts) * HELD_OUT)
+    cut, held = starts[round(n_train * fraction)], starts[n_train]
+    save_tokens(np.array(tokens[:cut]), out / "train")
+    save_tokens(np.array(tokens[held:]), out / "val")
+    for name in (SOFT_IDS, SOFT_LOGPROBS):
+        np.save(out / name, np.load(files / name, mmap_mode="r")[:cut])
+    (out / "done").write_text(json.dumps({"documents": round(n_train * fraction),
+                                          "held_out": len(starts) - n_train,
+                                          "tokens": int(cut)}))
+    return out
+
+
+def held_out_documents(root: Path) -> list[str]:
+    """The held-out training documents' text (the documents of the token files, in order)."""
+    pieces = [p for p in read_pieces(root / "targets-free0") if len(p.tokens)]
+    return [p.text.decode("utf-8", "replace")
+            for p in pieces[len(pieces) - round(len(pieces) * HELD_OUT):]]
+
+
 def train_run(root: Path, name: str, files: Path, tokenizer, seed: int, kd_weight: float,
-              args, student=STUDENT) -> dict:
+              args, student=STUDENT, documents=None) -> dict:
     """One student, trained on the token files in `files` (linked), or read back if it is
-    trained already."""
-    out = root / f"{name}-w{kd_weight}-T{args.temperature}-{args.steps}steps-seed{seed}"
+    trained already; scored on `documents` (default: the validation text)."""
+    kd = f"-w{kd_weight}-T{args.temperature}" if kd_weight else ""   # T only matters with KD
+    out = root / (f"{name}-f{args.train_fraction}{kd}-lr{student['lr']}-{args.steps}steps"
+                  f"-seed{seed}")
     out.mkdir(parents=True, exist_ok=True)
     for path in files.iterdir():
         if path.name.startswith(("train.", "val.")) and not (out / path.name).exists():
@@ -98,7 +134,7 @@ def train_run(root: Path, name: str, files: Path, tokenizer, seed: int, kd_weigh
     elif load_checkpoint(out).step < args.steps:
         training.resume(out)
     model, tokenizer = load_model(out)
-    result = evaluate(model, tokenizer, valid_documents(), batch_size=16)
+    result = evaluate(model, tokenizer, documents or valid_documents(), batch_size=16)
     return {"run": name, "seed": seed, "bpb": result["bpb"], "loss": result["loss"],
             "n_params": model.config.n_params(), "seconds": time.perf_counter() - started}
 
@@ -127,7 +163,8 @@ def kd_step_cost(files: Path, tokenizer, args, repeats: int = 20) -> dict:
     for _ in range(repeats):
         inputs, targets, ids, logprobs = sampler.next_batch()
         for kind, soft in (("plain", None),
-                           ("kd", ops.SoftTargets(ids, logprobs, 0.5, args.temperature))):
+                           ("kd", ops.SoftTargets(ids, logprobs, args.kd_weight,
+                                                  args.temperature))):
             started = time.perf_counter()
             _, grads = models[kind].loss_and_grads(inputs, targets, 2, soft)
             optimizers[kind].step(grads, 1e-3)
@@ -138,29 +175,43 @@ def kd_step_cost(files: Path, tokenizer, args, repeats: int = 20) -> dict:
 
 def compare(args) -> dict:
     root = Path(args.out)
+    arms = {name: ARMS[name] for name in args.arms}
     data = {(choice, undecided): prepared(root, choice, args, undecided=undecided)
-            for choice, undecided, _ in ARMS.values()}
+            for choice, undecided, _ in arms.values()}
+    student = dict(STUDENT, lr=args.lr)
+    documents = held_out_documents(root) if args.tune else None
     runs = []
     for seed in args.seeds:
-        for name, (choice, undecided, weight) in ARMS.items():
+        for name, (choice, undecided, weight) in arms.items():
             tokenizer, _ = data[choice, undecided]
-            weight = args.kd_weight if weight is None else weight
-            runs.append(train_run(root, name, data_dir(root, choice, 0, undecided), tokenizer,
-                                  seed, weight, args))
+            weight = {"proj": args.kd_weight, "exact": args.exact_kd_weight}.get(weight, weight)
+            files = training_slice(data_dir(root, choice, 0, undecided), tokenizer.bos_id,
+                                   args.train_fraction)
+            runs.append(train_run(root, name, files, tokenizer, seed, weight, args, student,
+                                  documents))
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     summary = {}
-    for name in ARMS:
+    for name in arms:
         bpb = [r["bpb"] for r in runs if r["run"] == name]
         summary[name] = {"mean": float(np.mean(bpb)), "min": min(bpb), "max": max(bpb),
                          "n_params": next(r["n_params"] for r in runs if r["run"] == name)}
-    return {"settings": {k: v for k, v in vars(args).items()}, "runs": runs,
-            "summary": summary, "teacher_bpb": teacher_bpb(),
-            "stats": {"/".join(key): stats for key, (_, stats) in data.items()},
-            "kd_step": kd_step_cost(data_dir(root, "own"), data["own", "rest"][0], args)}
+    slices = {f"{choice}/{undecided}": json.loads(
+        (data_dir(root, choice, 0, undecided) / f"slice{args.train_fraction}" / "done")
+        .read_text()) for choice, undecided in data}
+    result = {"settings": vars(args), "runs": runs, "summary": summary, "slices": slices,
+              "stats": {"/".join(key): stats for key, (_, stats) in data.items()}}
+    if not args.tune:   # the teacher on the test text, and the step cost
+        result["teacher_bpb"] = teacher_bpb()
+        choice, undecided, _ = ARMS["kd-proj"]
+        result["kd_step"] = kd_step_cost(data_dir(root, choice, 0, undecided),
+                                         prepared(root, choice, args, undecided=undecided)[0],
+                                         args)
+    return result
 
 
 def long_run(args) -> dict:
     root = Path(args.out)
+    args.train_fraction = 1.0   # all of its text, held-out stories too: --tune is not for it
     tokenizer, stats = prepared(root, "own", args, free=args.free, student=LONG_STUDENT)
     run = train_run(root, f"long-free{args.free}", data_dir(root, "own", args.free), tokenizer,
                     args.seeds[0],
@@ -170,9 +221,18 @@ def long_run(args) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--kd-weight", type=float, default=0.5)
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS),
+                        default=["plain", "kd-proj", "plain-teacher-tok", "kd-teacher"])
+    parser.add_argument("--kd-weight", type=float, default=0.8, help="of the projected KD")
+    parser.add_argument("--exact-kd-weight", type=float, default=1.0,
+                        help="of KD with the teacher's tokenizer")
+    parser.add_argument("--lr", type=float, default=STUDENT["lr"])
+    parser.add_argument("--train-fraction", type=float, default=0.25,
+                        help="train on this first fraction of the (not held-out) stories")
+    parser.add_argument("--tune", action="store_true",
+                        help="score on the held-out training stories, not the test text")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=32)
     parser.add_argument("--long", action="store_true", help="the long run instead")
@@ -196,10 +256,11 @@ def main():
         for name, s in result["summary"].items():
             print(f"| {name} | {s['n_params']:,} | {s['mean']:.4f} | {s['min']:.4f} | "
                   f"{s['max']:.4f} |")
-        print(f"| teacher (stories260K) | 260,032 | {result['teacher_bpb']:.4f} | | |")
-        step = result["kd_step"]
-        print(f"\nKD step {step['kd_step_s'] * 1000:.0f} ms vs plain "
-              f"{step['plain_step_s'] * 1000:.0f} ms: {step['ratio']:.2f}x")
+        if not args.tune:
+            print(f"| teacher (stories260K) | 260,032 | {result['teacher_bpb']:.4f} | | |")
+            step = result["kd_step"]
+            print(f"\nKD step {step['kd_step_s'] * 1000:.0f} ms vs plain "
+                  f"{step['plain_step_s'] * 1000:.0f} ms: {step['ratio']:.2f}x")
 
 
 if __name__ == "__main__":

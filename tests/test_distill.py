@@ -131,7 +131,7 @@ def test_sigkill_during_teacher_targets_then_resume(gemma_folder, tmp_path):
 
 def test_two_processes_split_the_teacher_work(gemma_folder, stories, tmp_path):
     command = ["--teacher", gemma_folder, "--data", stories, *TINY, "--top-k", 4,
-               "--undecided", "share", "--steps", 2, "--out", tmp_path, "--json"]
+               "--undecided", "rest", "--steps", 2, "--out", tmp_path, "--json"]
     first = summary_of(distill(*command, "--shard", "1/2"))
     assert first == {"waiting": 1}                  # 3 shards: this one did shards 0 and 2
     assert done_shards(tmp_path / "targets") == {0, 2}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tinylm.corpus import make_stories
-from tinylm.projection import Projector
+from tinylm.projection import Projector, continuations
 from tinylm.targets import Piece, TeacherVocab
 from tinylm.tokenizer import Tokenizer
 
@@ -60,7 +60,8 @@ def test_identical_tokenizers_give_the_teacher_distribution_back():
                 ids[0] = tokenizer.bos_id
             rows.append(dict(zip(ids.tolist(), rng.dirichlet(np.ones(k + 1))[:k])))
         p = piece(tokens, rows, vocab)
-        student_ids, soft_ids, soft_logprobs = Projector(vocab, tokenizer, k).project(
+        shares = continuations([p], vocab, tokenizer)   # never needed: every event decides
+        student_ids, soft_ids, soft_logprobs = Projector(vocab, tokenizer, k, shares).project(
             p, tokenizer.bos_id)
         assert student_ids.tolist() == tokens
         for i in range(len(rows)):
@@ -138,18 +139,25 @@ def test_no_covering_teacher_token_falls_back_to_the_hard_label():
     assert as_dict(soft_ids[1], soft_logprobs[1]) == {ids[b"t"]: 1.0}   # inside " cat": label
 
 
-def test_undecided_mass_off_the_path_is_shared_by_frequency_or_left_to_rest():
+def test_undecided_mass_off_the_path_is_shared_as_the_corpus_continues_or_left_to_rest():
     # teacher: bytes only; student: " cat". The text is "x"; the teacher also thought of " ",
     # after which the student might write " ", " c", " ca" or " cat": the teacher cannot say.
     vocab = TeacherVocab([bytes([b]) for b in range(256)] + [None], [256], dummy_prefix=False)
     student, ids = hand_tokenizer([b" cat"])
     rows = [{ord("x"): 0.6, ord(" "): 0.4}, {256: 1.0}]
     p = piece([ord("x")], rows, vocab)
-    counts = np.zeros(len(student), int)
-    counts[[ids[b" "], ids[b" cat"]]] = 1, 8            # weights count + 1: 2, 1, 1, 9
-    _, soft_ids, soft_logprobs = Projector(vocab, student, 8, counts).project(p, student.bos_id)
+    # the corpus: after the teacher's " ", the student wrote " cat" three times and " " once
+    corpus = [piece(list(text), [{256: 1.0}] * (len(text) + 1), vocab)
+              for text in (b" cat", b" cat", b" cat", b" x")]
+    shares = continuations(corpus, vocab, student)
+    assert shares[b" ", b" "] == {ids[b" cat"]: 3, ids[b" "]: 1}
+    assert shares[b" ca", b"a"] == {ids[b" cat"]: 3}
+    _, soft_ids, soft_logprobs = Projector(vocab, student, 8, shares).project(p, student.bos_id)
     assert as_dict(soft_ids[0], soft_logprobs[0]) == approx({
-        ids[b"x"]: 0.6, ids[b" "]: 0.4 * 2 / 13, ids[b" c"]: 0.4 / 13, ids[b" ca"]: 0.4 / 13,
-        ids[b" cat"]: 0.4 * 9 / 13})
-    _, soft_ids, soft_logprobs = Projector(vocab, student, 8).project(p, student.bos_id)
-    assert as_dict(soft_ids[0], soft_logprobs[0]) == approx({ids[b"x"]: 0.6})
+        ids[b"x"]: 0.6, ids[b" "]: 0.4 * 1 / 4, ids[b" cat"]: 0.4 * 3 / 4})
+    # a corpus that never has (" ", " "), or no continuations at all: left to "rest"
+    for shares in (continuations([piece(list(b"xx"), [{256: 1.0}] * 3, vocab)], vocab, student),
+                   None):
+        _, soft_ids, soft_logprobs = Projector(vocab, student, 8, shares).project(
+            p, student.bos_id)
+        assert as_dict(soft_ids[0], soft_logprobs[0]) == approx({ids[b"x"]: 0.6})

@@ -307,7 +307,7 @@ def print_distill_summary(summary: dict, as_json: bool) -> None:
 @click.option("--undecided", type=click.Choice(distilling.UNDECIDED), default="share",
               show_default=True, help="Teacher probability the projection cannot pin on one "
               "student token: share it as the corpus continues, or leave it to the loss's rest.")
-@click.option("--kd-weight", type=click.FloatRange(0, 1), default=0.8, show_default=True,
+@click.option("--kd-weight", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Weight of the teacher's targets against the hard labels (0: plain "
                    "training, 1: pure distillation; 1 did best with --student-tokenizer "
                    "teacher).")

@@ -32,13 +32,13 @@ from . import train as training
 from .checkpoint import checkpoint_path, load_checkpoint
 from .data import (SOFT_IDS, SOFT_LOGPROBS, encode_documents, read_documents, save_tokens,
                    token_dtype)
-from .projection import Projector
+from .projection import Projector, continuations
 from .targets import TeacherVocab, atomic_write, missing_shards, read_pieces, write_json
 from .tokenizer import Tokenizer
 
 DEFAULT_TEACHER = "google/gemma-3-1b-it"
 STUDENT_TOKENIZERS = ("own", "teacher")
-UNDECIDED = ("rest", "share")
+UNDECIDED = ("share", "rest")
 MAX_TEACHER_VOCAB = 65536   # a larger vocabulary would be most of a tiny student's parameters
 # Settings a rerun may change: where the work runs, and how long training goes on.
 MAY_CHANGE = ("shard", "device", "dtype", "sample_batch_size", "steps", "eval_every",
@@ -71,7 +71,7 @@ class DistillArgs:
     shard: str = "1/1"                                   # K/N: this process's share of shards
     # student
     student_tokenizer: str = "own"
-    undecided: str = "rest"      # projection.py: leave undecided mass to "rest", or "share" it
+    undecided: str = "share"     # projection.py: "share" undecided mass, or leave it to "rest"
     training: dict = field(default_factory=dict)         # TrainArgs fields (model, steps, KD)
 
     def __post_init__(self):
@@ -214,12 +214,9 @@ def _projection_stage(args, out: Path, tokenizer: Tokenizer, log) -> dict:
     vocab = TeacherVocab.load(targets / "vocab.json")
     projector = None
     if args.student_tokenizer == "own":
-        counts = None
-        if args.undecided == "share":   # how often each student token occurs in the corpus
-            pieces = read_pieces(targets)
-            counts = np.bincount(np.concatenate([tokenizer.encode_bytes(p.text) for p in pieces]),
-                                 minlength=tokenizer.vocab_size)
-        projector = Projector(vocab, tokenizer, args.k, counts)
+        shares = (continuations(read_pieces(targets), vocab, tokenizer)
+                  if args.undecided == "share" else None)
+        projector = Projector(vocab, tokenizer, args.k, shares)
     log("projecting the teacher's predictions onto the student's tokens" if projector else
         "the student shares the teacher's tokens: its predictions are used as they are")
     dtype = token_dtype(tokenizer.vocab_size)

@@ -17,9 +17,9 @@ derives the method; in short, at a student position whose next token starts at b
   4. An undecided event on the text's actual path is extended by the teacher's next prediction
      (r + bytes(v') with probability q(v) q'(v')), and again, until decided. The teacher says
      nothing beyond the actual path, so other undecided events are either shared among the
-     student tokens they may start with, by how often each occurs in the corpus (`split`), or
-     left, like the teacher's tail beyond its top k, to the KD loss's "rest" outcome
-     (ops.kd_loss_forward).
+     student tokens they may start with, as the two tokenizations of the corpus continue each
+     other (`continuations`, `split`), or left, like the teacher's tail beyond its top k, to
+     the KD loss's "rest" outcome (ops.kd_loss_forward).
   5. P(student token u) = (mass decided for u) / Z; the top k of these are kept. A teacher end
      token (<eos>, end of turn) at c predicts the student's end of text.
 
@@ -29,7 +29,7 @@ token covers p), the position falls back to the hard label.
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 
@@ -38,9 +38,9 @@ from .tokenizer import Tokenizer
 
 
 class Projector:
-    def __init__(self, vocab: TeacherVocab, student: Tokenizer, k: int, counts=None):
-        """counts: how often each student token occurs in the corpus, to share undecided mass
-        (see `split`); None leaves that mass to the loss's "rest"."""
+    def __init__(self, vocab: TeacherVocab, student: Tokenizer, k: int, continuations=None):
+        """continuations: `continuations(...)` of the corpus, to share undecided mass (see
+        `split`); None leaves that mass to the loss's "rest"."""
         if student.add_dummy_prefix:
             raise ValueError("projection needs a student tokenizer without a dummy prefix")
         self.teacher_bytes = vocab.token_bytes
@@ -56,7 +56,7 @@ class Projector:
         for piece in self.student_ids:
             for n in range(1, len(piece)):
                 self.longer[piece[:n]].append(piece[n:])
-        self.counts = counts
+        self.continuations = continuations
         self._decided, self._splits = {}, {}
 
     def decide(self, r: bytes, last: bytes) -> int | None:
@@ -73,16 +73,20 @@ class Projector:
     def split(self, r: bytes, last: bytes) -> list[tuple[int, float]]:
         """An undecided event's mass, shared among the student tokens the text may then start
         with (r's first token, or a longer r + x that the teacher did not rule out) in
-        proportion to how often each occurs in the corpus; [] without counts."""
-        if self.counts is None:
+        proportion to how often the corpus has each after the same (r, last); [] without
+        continuations, or when the corpus never has (r, last)."""
+        if self.continuations is None:
             return []
         key = (r, last)
         if key not in self._splits:
+            seen = self.continuations.get(key, Counter())
             candidates = sorted({self.first_token(r)} | {
                 self.student_ids[r + x] for x in self.longer.get(r, ())
                 if last + x not in self.teacher_tokens})
-            weights = np.array([self.counts[u] + 1.0 for u in candidates])
-            self._splits[key] = list(zip(candidates, weights / weights.sum()))
+            weights = np.array([seen[u] for u in candidates], np.float64)
+            total = weights.sum()
+            self._splits[key] = [(u, w / total) for u, w in zip(candidates, weights)
+                                 if w > 0] if total else []
         return self._splits[key]
 
     def first_token(self, r: bytes) -> int:
@@ -147,3 +151,23 @@ class Projector:
                 token = self.teacher_bytes[v]
                 self._attribute(piece, probs, r + token, mass * q, token, v == actual, j + 1,
                                 masses)
+
+
+def continuations(pieces, vocab: TeacherVocab, student: Tokenizer) -> dict[tuple, Counter]:
+    """How the student's tokens continue where the teacher's end, counted over the corpus: for
+    every student token u, starting at byte c, and every teacher token boundary e after c up to
+    the first one at or beyond u's end, (text[c:e], the teacher token that ends at e) -> u.
+    `split` reads it as "after this teacher token, the student's token was u this often"."""
+    counts = defaultdict(Counter)
+    for piece in pieces:
+        ids = student.encode_bytes(piece.text)
+        starts = np.cumsum([0] + [len(student.vocab[i]) for i in ids]) + piece.prefix
+        teacher_bytes = [vocab.token_bytes[t] or b"" for t in piece.tokens]
+        ends = np.cumsum([len(b) for b in teacher_bytes])
+        text = b" " * piece.prefix + piece.text
+        for u, c, u_end in zip(ids, starts, starts[1:]):
+            for j in range(int(np.searchsorted(ends, c, side="right")), len(ends)):
+                counts[text[c:ends[j]], teacher_bytes[j]][u] += 1
+                if ends[j] >= u_end:
+                    break
+    return counts
