@@ -4,7 +4,8 @@ Both compute in the same integer arithmetic, so the test demands identical Q16 l
 step (tolerance 0: any difference is a bug, not rounding) and identical tokens. They run on
 stories260K int8 and int4 (imported with `tinylm import-llama2c`, quantized with `tinylm
 quantize`), a model trained with tinylm (GQA, untied head) at 8, 4 and 32 bits, a
-~1K-parameter model, and a small one with odd shapes (tests/odd_shapes.py)."""
+~1K-parameter model, and a small one with odd shapes (tests/odd_shapes.py). The RP2040 build,
+in the emulator, gives the host's tokens for rows of one group (its pair kernel's own path)."""
 import ctypes
 import json
 import random
@@ -17,10 +18,12 @@ from click.testing import CliRunner
 from binmodels import (STORIES_BIN, TRAIN_TEXT, VALID_TEXT, random_model, run_cli, stories_bin,
                        stories_tokenizer, tiny_config, trained_model, write_model_bin)
 from odd_shapes import odd_config
-from tinylm import runtime
+from tinylm import emulate_rp2040 as emulator
+from tinylm import protocol, runtime
 from tinylm.binformat import read_bin
 from tinylm.checkpoint import Checkpoint, load_model, save_checkpoint
 from tinylm.cli import main
+from tinylm.config import ModelConfig
 from tinylm.data import split_documents
 from tinylm.engine import Engine
 from tinylm.runtime import CEngine, arena_bytes
@@ -212,3 +215,26 @@ def test_no_compiler_is_a_clear_error(bins, monkeypatch):
     assert result.exit_code == 1
     assert result.stderr.startswith("error: no C compiler found")
     assert "--engine numpy" in result.stderr
+
+
+def one_group_config(vocab_size: int) -> ModelConfig:
+    """The ~8K-parameter model's shape: rows of 16 columns, one group of 4 words, which the
+    Cortex-M0+ pair kernel does on a path of its own; hidden_dim odd, so that w1's and w3's
+    last row is paired with itself there."""
+    return ModelConfig(vocab_size=vocab_size, dim=16, n_layers=1, n_heads=2, n_kv_heads=2,
+                       head_dim=8, hidden_dim=41, max_seq_len=128)
+
+
+@pytest.mark.skipif(emulator.missing_tools() is not None,
+                    reason=f"{emulator.missing_tools()} (.ci/run installs it)")
+def test_rp2040_build_gives_the_host_tokens_for_rows_of_one_group(tmp_path):
+    tokenizer = stories_tokenizer()
+    path = write_model_bin(tmp_path / "one-group.bin",
+                           random_model(one_group_config(len(tokenizer))), tokenizer, 8)
+    firmware = emulator.build_firmware(seed=3, max_tokens=24)
+    run = emulator.run(firmware, emulator.model_flash(path), b"Once upon\n")
+    text = next(e for e in emulator.answers(run.output) if isinstance(e, protocol.Text))
+    host = CliRunner().invoke(main, ["run", str(path), "--engine", "c", "--prompt", "Once upon",
+                                     "--seed", "3", "--max-tokens", "24"])
+    assert host.exit_code == 0, host.output
+    assert host.output == "Once upon" + text.data.decode("utf-8", "replace") + "\n"

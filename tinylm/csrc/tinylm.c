@@ -128,8 +128,9 @@ static inline int32_t exp_neg(int32_t z) {
     uint32_t m = (uint32_t)-z;
     uint32_t y = m + (m >> 16) * LOG2E_MINUS_1_Q16 + ((m & 0xFFFF) * LOG2E_MINUS_1_Q16 >> 16);
     uint32_t n = y >> 16, i = y >> 10 & 63, r = y & 1023;
-    int32_t step = (EXP2_TABLE[i] - EXP2_TABLE[i + 1]) >> 4;   /* < 2^20: step * r < 2^30 */
-    int32_t p = EXP2_TABLE[i] - ((step * (int32_t)r) >> 6);
+    const int32_t *entry = EXP2_TABLE + i;   /* both entries from one address */
+    int32_t step = (entry[0] - entry[1]) >> 4;   /* < 2^20: step * r < 2^30 */
+    int32_t p = entry[0] - ((step * (int32_t)r) >> 6);
     return n < 31 ? p >> n : 0;
 }
 
@@ -540,6 +541,9 @@ __asm__(
     " mov r12, r2\n ldr r6, =0x00FF00FF\n ldr r7, =0x80808080\n"
     " ldr r4, [sp, #44]\n lsls r4, r4, #3\n ldr r1, [sp, #36]\n adds r1, r1, r4\n"
     " mov lr, r1\n"                                                 /* the input's end */
+    " ldr r4, [sp, #44]\n ldr r5, [sp, #40]\n cmp r5, r4\n blo 30f\n"  /* one group of */
+    " lsls r5, r4, #30\n bne 30f\n b 19f\n"                         /* 4k words: below */
+    "30:"
     " ldr r4, [sp, #40]\n lsls r4, r4, #3\n str r4, [sp, #40]\n"    /* bytes per group */
     "0: ldr r2, [sp, #36]\n ldr r1, [sp, #48]\n adds r1, r1, r0\n mov r10, r1\n"
     " ldr r4, [sp, #40]\n mov r1, r2\n cmp r4, #64\n bne 1f\n"   /* 8-word groups: up to */
@@ -564,31 +568,60 @@ __asm__(
     " ldr r1, [sp, #48]\n adds r0, r0, r1\n"                    /* row 1's end - words + stride */
     " ldr r1, [sp, #52]\n subs r1, r1, #1\n str r1, [sp, #52]\n beq 8f\n b 0b\n"
     "8: pop {r4-r7}\n mov r8, r4\n mov r9, r5\n mov r10, r6\n mov r11, r7\n"
-    " pop {r4-r7}\n pop {r3}\n add sp, #8\n bx r3\n"
-    " .ltorg\n .size tlm_pair_sums, .-tlm_pair_sums\n");
+    " pop {r4-r7}\n pop {r3}\n add sp, #8\n bx r3\n .ltorg\n"
+    /* rows of one group of 4k words: no group bookkeeping; the slot of words then holds
+       how far the next pair's row 0 is from this row 0's end */
+    "19: ldr r5, [sp, #48]\n lsls r5, r5, #1\n lsls r4, r4, #2\n subs r5, r5, r4\n"
+    " str r5, [sp, #44]\n movs r1, #0\n mov r8, r1\n mov r9, r1\n"
+    "20: ldr r2, [sp, #36]\n ldr r1, [sp, #48]\n adds r1, r1, r0\n mov r10, r1\n"
+    "21:\n" PAIR_WORD(0) PAIR_WORD(4) PAIR_WORD(8) PAIR_WORD(12)
+    " adds r0, r0, #16\n movs r1, #16\n add r10, r1\n cmp r2, lr\n bne 21b\n" PAIR_STORE
+    " ldr r1, [sp, #44]\n adds r0, r0, r1\n"
+    " ldr r1, [sp, #52]\n subs r1, r1, #1\n str r1, [sp, #52]\n beq 22f\n b 20b\n"
+    "22: b 8b\n"
+    " .size tlm_pair_sums, .-tlm_pair_sums\n");
 #else
-static uint32_t load_word(const uint8_t *p) { return *(const uint32_t *)(const void *)p; }
-
-static int32_t pair_product(uint32_t w, const int32_t *x) {
+/* Portable C, shaped for rv32 (ESP32-C3), which has no register-plus-register addressing and
+   no multiply-add: three pointers (the two rows, the input) step together, each input word
+   loaded once serves both rows, and a step takes two words, so one branch and three
+   increments serve 16 MACs. It is one loop, the ends of groups met at its top, not a loop per
+   group: gcc keeps the pointers of a loop per group twice over and spills them around it. */
+static inline int32_t pair_product(uint32_t w, int32_t x02, int32_t x13) {
     uint32_t u = w ^ 0x80808080u;
-    return ((int32_t)((u & 0x00FF00FFu) * (uint32_t)x[0]) >> 16) +
-           ((int32_t)((u >> 8 & 0x00FF00FFu) * (uint32_t)x[1]) >> 16);
+    return ((int32_t)((u & 0x00FF00FFu) * (uint32_t)x02) >> 16) +
+           ((int32_t)((u >> 8 & 0x00FF00FFu) * (uint32_t)x13) >> 16);
 }
 
-static void tlm_pair_sums(const uint8_t *rows, const int32_t *x, int32_t *sums,
-                          uint32_t group_words, uint32_t words, uint32_t stride,
-                          uint32_t pairs) {
-    for (uint32_t p = 0; p < pairs; p++) {
-        const uint8_t *row0 = rows + (size_t)2 * p * stride, *row1 = row0 + stride;
-        for (uint32_t start = 0; start < words; start += group_words, sums += 2) {
-            uint32_t end = start + group_words < words ? start + group_words : words;
-            int32_t sum0 = 0, sum1 = 0;
-            for (uint32_t k = start; k < end; k++) {
-                sum0 += pair_product(load_word(row0 + 4 * k), x + 2 * k);
-                sum1 += pair_product(load_word(row1 + 4 * k), x + 2 * k);
+static void tlm_pair_sums(const uint8_t *restrict rows, const int32_t *restrict x,
+                          int32_t *restrict sums, uint32_t group_words, uint32_t words,
+                          uint32_t stride, uint32_t pairs) {
+    const int32_t *x_end = x + 2 * (size_t)words;
+    size_t group_step = 2 * (size_t)group_words;       /* two int32 of x per word */
+    for (; pairs; pairs--, rows += 2 * (size_t)stride) {
+        const uint32_t *row0 = (const uint32_t *)(const void *)rows;
+        const uint32_t *row1 = (const uint32_t *)(const void *)(rows + stride);
+        const int32_t *in = x, *group_end = x;
+        int32_t sum0 = 0, sum1 = 0;
+        for (;;) {
+            if (in == group_end) {                      /* a group ends, or the rows begin */
+                if (in != x) {
+                    *sums++ = sum0;
+                    *sums++ = sum1;
+                }
+                if (in == x_end) break;
+                group_end = (size_t)(x_end - in) > group_step ? in + group_step : x_end;
+                sum0 = sum1 = 0;
+                if ((group_end - in) & 2) {             /* an odd number of words: one first */
+                    sum0 = pair_product(*row0++, in[0], in[1]);
+                    sum1 = pair_product(*row1++, in[0], in[1]);
+                    in += 2;
+                    continue;
+                }
             }
-            sums[0] = sum0;
-            sums[1] = sum1;
+            int32_t x02 = in[0], x13 = in[1], y02 = in[2], y13 = in[3];
+            sum0 += pair_product(row0[0], x02, x13) + pair_product(row0[1], y02, y13);
+            sum1 += pair_product(row1[0], x02, x13) + pair_product(row1[1], y02, y13);
+            in += 4, row0 += 2, row1 += 2;
         }
     }
 }
@@ -620,12 +653,13 @@ static input prepare_input(tlm_state *s, const int32_t *x, uint32_t section) {
         in.packed = 8;
         for (uint32_t g = 0; g < n_groups; g++)   /* with the rounding of group_shift */
             correction[g] = (1 << group_shift(Q8, group)) >> 1;
-        for (uint32_t j = 0; j < cols; j += 4) {
-            packed[j / 2] = q[j] * 65536 + q[j + 2];
-            packed[j / 2 + 1] = q[j + 1] * 65536 + q[j + 3];
-            correction[j / group] += (q[j + 2] < 0) + (q[j + 3] < 0) -
-                                     128 * (q[j] + q[j + 1] + q[j + 2] + q[j + 3]);
-        }
+        for (uint32_t g = 0, j = 0; g < n_groups; g++)   /* (no division per word) */
+            for (uint32_t end = j + group < cols ? j + group : cols; j < end; j += 4) {
+                packed[j / 2] = q[j] * 65536 + q[j + 2];
+                packed[j / 2 + 1] = q[j + 1] * 65536 + q[j + 3];
+                correction[g] += (q[j + 2] < 0) + (q[j + 3] < 0) -
+                                 128 * (q[j] + q[j + 1] + q[j + 2] + q[j + 3]);
+            }
     } else if (bits == 4 && cols % 8 == 0 && group % 8 == 0 && group <= 32) {
         in.packed = 4;
         for (uint32_t g = 0; g < n_groups; g++) correction[g] = 0;
@@ -687,14 +721,15 @@ static void pair_rows(const product *p, uint32_t first, uint32_t count, int32_t 
     const uint16_t *scales = p->scales + (size_t)first * n_groups;
     tlm_pair_sums(p->w + (size_t)first * p->row_bytes, p->s->scratch, sums, p->group / 4,
                   p->cols / 4, second ? p->row_bytes : 0, (count + 1) / 2);
-    if (n_groups == 1) {   /* rows no wider than a group (small models): no group loop */
+    if (n_groups == 1 && out_shift > 0 && out_shift < 32) {
+        /* rows no wider than a group (small models): no group loop, row r's sum is sums[r]
+           (a row with itself: sums[0]), and scale_sat is rshift_round, as the product is
+           below 2^30 (see matvec) */
         int32_t c = correction[0];
-        for (uint32_t r = 0; r < count; r += 2, sums += 2, scales += 2) {
-            y[r] = scale_sat(group_term(sums[0], c, scales[0], group_shift, sum_shift) * xm,
-                             out_shift);
-            y[r + second] = scale_sat(group_term(sums[1], c, scales[second], group_shift,
-                                                 sum_shift) * xm, out_shift);
-        }
+        int down = out_shift - 1;
+        for (uint32_t r = 0; r < count; r++)
+            y[r] = (((group_term(sums[r], c, scales[r], group_shift, sum_shift) * xm) >> down) +
+                    1) >> 1;
         return;
     }
     for (uint32_t r = 0; r < count; r += 2) {
@@ -867,8 +902,9 @@ static void attention(tlm_state *s, uint32_t layer, int32_t *out) {
     const tlm_model *m = s->m;
     uint32_t hd = m->head_dim, kv_heads = m->n_kv_heads, group = m->n_heads / kv_heads;
     size_t base_pos = (size_t)layer * s->context;
+    uint32_t positions = s->pos + 1;   /* in a register: the stores below could alias s */
+    size_t stride = (size_t)kv_heads * hd;   /* from a position's key or value to the next */
     int32_t *restrict w = s->scratch;
-    int32_t *restrict acc = (int32_t *)(void *)s->acc;   /* int32 sums in its room */
     {   /* fold 1/sqrt(head_dim) (Q15) into q, then round q per head: once per layer */
         uint64_t root = isqrt((uint64_t)hd << 40);
         int32_t inv_sqrt = (int32_t)((((uint64_t)1 << 35) + root / 2) / root);
@@ -882,17 +918,19 @@ static void attention(tlm_state *s, uint32_t layer, int32_t *out) {
         const int16_t *restrict qh = s->q16 + h * hd;
         int32_t top = -LIMIT;
         int top_exp = -64;
-        for (uint32_t t = 0; t <= s->pos; t++) {
+        const int8_t *k = s->kcache + (base_pos * kv_heads + kv) * hd;
+        for (uint32_t t = 0; t < positions; t++, k += stride) {
             size_t slot = (base_pos + t) * kv_heads + kv;
-            int32_t dot = dot_i16_i8(qh, s->kcache + slot * hd, hd);
             uint8_t code = s->kscale[slot];
-            w[t] = scale_sat(dot * (8 + (code & 7)), 16 - e_q - ((code >> 3) - 10));
-            if (w[t] > top) top = w[t];
+            int32_t score = scale_sat(dot_i16_i8(qh, k, hd) * (8 + (code & 7)),
+                                      16 - e_q - ((code >> 3) - 10));
+            w[t] = score;
+            if (score > top) top = score;
             int v_exp = (s->vscale[slot] >> 3) - 10;
             if (v_exp > top_exp) top_exp = v_exp;
         }
         uint32_t total = 0, norm = 0;
-        for (uint32_t t = 0; t <= s->pos; t++) {   /* Q16 weights, the top one 65535 */
+        for (uint32_t t = 0; t < positions; t++) {   /* Q16 weights, the top one 65535 */
             int32_t z = w[t] - top;
             /* below e^-12 the weight rounds to 0 (exp_neg < 2^13 there): skip the exp */
             w[t] = z < -(12 << 16) ? 0 : exp_neg(z) >> 14;
@@ -901,32 +939,29 @@ static void attention(tlm_state *s, uint32_t layer, int32_t *out) {
         /* weights cut to 15 bits of their total, norm < 2^16: then each sum below, of
            weight * m * v8 <= norm * 15 * 127, stays under 2^28 */
         int cut = bit_length(total) - 15;
-        for (uint32_t t = 0; t <= s->pos; t++) {
-            w[t] = rshift_round(w[t], cut);
-            norm += (uint32_t)w[t];
+        /* out = sum_t w_t v_t / norm, v_t = v8 m_t 2^k_t, summed in units of 2^top_exp: the
+           factor w_t m_t of a smaller k_t is rounded to them (kept in w) */
+        for (uint32_t t = 0; t < positions; t++) {
+            uint8_t code = s->vscale[(base_pos + t) * kv_heads + kv];
+            int32_t weight = rshift_round(w[t], cut);
+            norm += (uint32_t)weight;
+            w[t] = rshift_round(weight * (8 + (code & 7)), top_exp - ((code >> 3) - 10));
         }
         if (norm == 0) norm = 1;   /* only past 2^15 positions */
-        /* out = sum_t w_t v_t / norm, v_t = v8 m_t 2^k_t, summed in units of 2^top_exp: the
-           factor w_t m_t of a smaller k_t is rounded to them */
-        for (uint32_t d = 0; d < hd; d++) acc[d] = 0;
-        for (uint32_t t = 0; t <= s->pos; t++) {
-            size_t slot = (base_pos + t) * kv_heads + kv;
-            const int8_t *restrict v = s->vcache + slot * hd;
-            uint8_t code = s->vscale[slot];
-            int32_t factor = rshift_round(w[t] * (8 + (code & 7)), top_exp - ((code >> 3) - 10));
-            if (factor == 0) continue;
-            uint32_t d = 0;
-            for (; d + 4 <= hd; d += 4) {   /* unrolled: the loop's own cost was half of it */
-                acc[d] += factor * v[d];
-                acc[d + 1] += factor * v[d + 1];
-                acc[d + 2] += factor * v[d + 2];
-                acc[d + 3] += factor * v[d + 3];
+        /* two dimensions at a time over all positions, their sums in registers (head_dim
+           is even) */
+        const int8_t *v0 = s->vcache + (base_pos * kv_heads + kv) * hd;
+        for (uint32_t d = 0; d < hd; d += 2) {
+            const int8_t *restrict v = v0 + d;
+            int32_t sum0 = 0, sum1 = 0;
+            for (uint32_t t = 0; t < positions; t++, v += stride) {
+                sum0 += w[t] * v[0];
+                sum1 += w[t] * v[1];
             }
-            for (; d < hd; d++) acc[d] += factor * v[d];
+            /* 3 bits below the unit: far finer than the cache's own steps of 8..15 units */
+            out[h * hd + d] = scale_sat(div_round(sum0 * 8, (int32_t)norm), 3 - top_exp);
+            out[h * hd + d + 1] = scale_sat(div_round(sum1 * 8, (int32_t)norm), 3 - top_exp);
         }
-        /* 3 bits below the unit: far finer than the cache's own steps of 8..15 units */
-        for (uint32_t d = 0; d < hd; d++)
-            out[h * hd + d] = scale_sat(div_round(acc[d] * 8, (int32_t)norm), 3 - top_exp);
     }
 }
 
@@ -978,10 +1013,12 @@ int32_t *tlm_forward(tlm_state *s, uint32_t token) {
             const uint8_t *row = w + (size_t)token * row_bytes;
             const uint16_t *scales = (const uint16_t *)(const void *)(w + (((size_t)e.rows *
                 row_bytes + 15) & ~(size_t)15)) + (size_t)token * n_groups;
-            for (uint32_t j = 0; j < m->dim; j++) {   /* |q * scale| < 2^23 */
-                int q = e.dtype == Q8 ? (int8_t)row[j] : int4_at(row, j);
-                s->x[j] = scale_sat(q * scales[j / m->group_size], e.shift - 16);
-            }
+            for (uint32_t g = 0, j = 0; g < n_groups; g++)
+                for (uint32_t end = j + m->group_size < m->dim ? j + m->group_size : m->dim;
+                     j < end; j++) {   /* |q * scale| < 2^23 */
+                    int q = e.dtype == Q8 ? (int8_t)row[j] : int4_at(row, j);
+                    s->x[j] = scale_sat(q * scales[g], e.shift - 16);
+                }
         }
     }
     for (uint32_t l = 0; l < m->n_layers; l++) {
@@ -1098,15 +1135,15 @@ uint32_t tlm_sample(tlm_sampler *smp, int32_t *logits, uint32_t vocab_size, uint
     if (temperature == 0) return best;
     int64_t inv_t = ((int64_t)1 << 32) / temperature;
     uint32_t *p = (uint32_t *)logits;
-    for (uint32_t i = 0; i < vocab_size; i++) {   /* logits are within +-2^30 */
-        int32_t z = logits[i] - top;
-        if (z < -(1 << 27)) z = -(1 << 27);
-        if (temperature != ONE) {   /* at temperature 1: z itself */
+    if (temperature == ONE)   /* z itself (logits are within +-2^30) */
+        for (uint32_t i = 0; i < vocab_size; i++) p[i] = (uint32_t)exp_neg(logits[i] - top);
+    else
+        for (uint32_t i = 0; i < vocab_size; i++) {
+            int32_t z = logits[i] - top;
+            if (z < -(1 << 27)) z = -(1 << 27);   /* so that z * inv_t fits 64 bits */
             int64_t scaled = (z * inv_t) >> 16;
-            z = scaled < EXP_FLOOR ? EXP_FLOOR - 1 : (int32_t)scaled;
+            p[i] = (uint32_t)exp_neg(scaled < EXP_FLOOR ? EXP_FLOOR - 1 : (int32_t)scaled);
         }
-        p[i] = (uint32_t)exp_neg(z);
-    }
     uint32_t low = 0, carries = 0;   /* the total, in 32-bit pieces: cheaper than a 64-bit sum */
     for (uint32_t i = 0; i < vocab_size; i++) {   /* (a loop of its own: fewer values live) */
         low += p[i];
@@ -1132,10 +1169,14 @@ uint32_t tlm_sample(tlm_sampler *smp, int32_t *logits, uint32_t vocab_size, uint
                p[t] each. So the tokens below `least` cannot be kept: dropped before the
                selection (they all come after the kept ones), which then sorts out a few. */
             uint32_t least = (uint32_t)((mass - limit + n - 1) / n), likely = 0;
-            for (uint32_t i = 0; i < n; i++) {   /* order holds ids only after top-k */
-                uint16_t id = by_top_k ? order[i] : (uint16_t)i;
-                if (p[id] >= least) order[likely++] = id;
-            }
+            if (by_top_k)   /* order holds ids only after top-k */
+                for (uint32_t i = 0; i < n; i++) {
+                    if (p[order[i]] >= least) order[likely++] = order[i];
+                }
+            else
+                for (uint32_t i = 0; i < n; i++) {
+                    if (p[i] >= least) order[likely++] = (uint16_t)i;
+                }
             kept = select_top(p, order, likely, limit, 0, &mass) + 1;
         } else mass = 0;
     }
