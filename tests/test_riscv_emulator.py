@@ -8,7 +8,9 @@ from click.testing import CliRunner
 
 from binmodels import gqa_config, random_model, stories_tokenizer, tiny_config, write_model_bin
 from tinylm import emulate_riscv as emulator
+from tinylm.binformat import write_bin
 from tinylm.cli import main
+from tinylm.quantize import quantize_model
 from tinylm.runtime import CEngine
 
 reason = emulator.missing_tools()
@@ -22,13 +24,21 @@ MAX_TOKENS = 12
 def models(tmp_path_factory):
     tokenizer = stories_tokenizer()
     directory = tmp_path_factory.mktemp("riscv")
-    return {
+    gqa = random_model(gqa_config(len(tokenizer)), std=0.2)
+    paths = {
         "tiny int8": write_model_bin(directory / "tiny8.bin",
                                      random_model(tiny_config(len(tokenizer))), tokenizer, 8),
         "gqa untied int4": write_model_bin(directory / "gqa4.bin",
                                            random_model(gqa_config(len(tokenizer)), std=0.2),
                                            tokenizer, 4),
+        # the rv32 pair kernel's paths: groups of 8 words and a shorter last one (w2: 88
+        # columns at the default group of 32), and groups of an odd number of words (20)
+        "gqa untied int8": write_model_bin(directory / "gqa8.bin", gqa, tokenizer, 8),
+        "gqa int8, groups of 20": directory / "gqa8g20.bin",
     }
+    write_bin(paths["gqa int8, groups of 20"], gqa.config, tokenizer, quantize_model(gqa, 8, 20),
+              8, 20)
+    return paths
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +46,8 @@ def program():
     return emulator.build_program()
 
 
-@pytest.mark.parametrize("model", ["tiny int8", "gqa untied int4"])
+@pytest.mark.parametrize("model", ["tiny int8", "gqa untied int4", "gqa untied int8",
+                                   "gqa int8, groups of 20"])
 @pytest.mark.parametrize("sampling", [dict(seed=7), dict(seed=3, temperature=0.0),
                                       dict(seed=2 ** 40 + 5, temperature=0.8, top_k=20)])
 def test_tokens_equal_the_host_runtime(models, program, model, sampling):
