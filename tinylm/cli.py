@@ -221,7 +221,8 @@ class ByteCount(click.ParamType):
 @click.argument("model_path", metavar="MODEL")
 @click.option("--json", "as_json", is_flag=True, help="Print the facts as one JSON object.")
 @click.option("--context", type=SOME, default=0,
-              help="For a .bin: the context to count RAM for. [default: the model's]")
+              help="For a .bin: the context to count RAM for. [default: the model's; with "
+                   "--target, the longest that fits, as the firmware chooses]")
 @click.option("--target", type=click.Choice(list(memplan.BOARDS)),
               help="For a .bin: plan its flash and SRAM on this board, and exit with status 1 "
                    "if it does not fit (tinylm/memplan.py).")
@@ -661,6 +662,15 @@ def chat_command(ctx, port, baud, prompt, timeout):
         ctx.exit(130)
 
 
+def board_context_option(command):
+    """--context of the flash commands: what the check before writing plans for."""
+    return click.option(
+        "--context", type=SOME, default=0,
+        help="The context the board must have SRAM for; the check before writing refuses the "
+             "model otherwise. [default: the longest that fits, as the firmware chooses]"
+    )(command)
+
+
 @main.group("flash")
 def flash_group():
     """Write a model (.bin) into a board's flash.
@@ -684,9 +694,7 @@ def flash_group():
 @click.option("--firmware", type=click.Path(file_okay=False), metavar="BUILD_DIR",
               help="Also write the bootloader, partition table and app of this `idf.py build` "
                    "folder.")
-@click.option("--context", type=SOME, default=0,
-              help="The context the board must have SRAM for; the check before writing "
-                   "refuses the model otherwise. [default: the model's]")
+@board_context_option
 @click.option("--psram", type=ByteCount(), default=0,
               help="The board's PSRAM, for the arena or a model copy that SRAM cannot hold. "
                    "[default: none]")
@@ -714,9 +722,7 @@ def flash_esp32_command(model_path, **options):
               help=f"The board's flash size. [default: {FLASH_SIZE >> 20}M, a Raspberry Pi Pico]")
 @click.option("--out", type=click.Path(dir_okay=False), metavar="FILE.uf2",
               help="Where to write the UF2 file. [default: beside MODEL.bin, as MODEL.uf2]")
-@click.option("--context", type=SOME, default=0,
-              help="The context the board must have SRAM for; the check before writing "
-                   "refuses the model otherwise. [default: the model's]")
+@board_context_option
 def flash_rp2040_command(model_path, **options):
     """Write a model for an RP2040 as a UF2 file, and onto the board.
 
