@@ -107,6 +107,20 @@ def test_sampler_same_token_as_python(bins):
             assert ours == want, (case, temperature, top_k, top_p)
 
 
+def test_sampling_weights_within_their_stated_error():
+    """exp_neg_coarse, the sampler's e^z without interpolation: 2^30 for the top token, within
+    0.6% of e^z wherever that has 10 bits or more, and 0 below EXP_FLOOR."""
+    from tinylm.fixedpoint import EXP_FLOOR, exp_neg_coarse
+    z = np.arange(0, EXP_FLOOR - 5000, -37)
+    weights = exp_neg_coarse(z)
+    exact = np.exp(z / 65536) * 2.0 ** 30
+    resolved = exact >= 1024
+    assert weights[0] == 1 << 30
+    assert np.max(np.abs(weights[resolved] / exact[resolved] - 1)) < 0.006
+    assert np.all(np.diff(weights) <= 0)              # a less likely logit never weighs more
+    assert np.all(weights[z < EXP_FLOOR] == 0)
+
+
 @pytest.mark.parametrize("name", ["trained-32", pytest.param("stories-32", marks=shared)])
 def test_float_bin_close_to_the_float_model(bins, tmp_path, name):
     """The fixed-point pipeline on float32 weights against model.py in float32. The int8

@@ -14,6 +14,7 @@ import numpy as np
 ONE = 1 << 16
 LIMIT = 1 << 30
 LOG2E_MINUS_1_Q16 = 29012     # (log2(e) - 1) * 2**16
+LOG2E_Q15 = 47274             # log2(e) * 2**15
 EXP_FLOOR = -(1 << 21)        # e**z rounds to 0 in Q30 below z = -21.5 (Q16 -1408000)
 # 2**(-i/64) in Q30, i = 0..64: the C runtime has the same numbers (EXP2_TABLE in tinylm.c)
 EXP2_TABLE = np.array([round(2 ** 30 * 2 ** (-i / 64)) for i in range(65)], np.int64)
@@ -113,6 +114,16 @@ def exp_neg(z):
     step = np.right_shift(EXP2_TABLE[i] - EXP2_TABLE[i + 1], 4)
     p = EXP2_TABLE[i] - np.right_shift(step * r, 6)
     return np.where((n < 31) & (m <= -EXP_FLOOR), np.right_shift(p, np.minimum(n, 31)), 0)
+
+
+def exp_neg_coarse(z):
+    """e**(z / 2**16) in Q30 for Q16 z <= 0 within 0.6%, for the sampler: -z log2(e) rounded
+    to 1/64 in one 32-bit multiply, then the nearest EXP2_TABLE entry, no interpolation."""
+    m = -np.asarray(z, np.int64)
+    k = np.right_shift(np.right_shift(m, 5) * LOG2E_Q15 + (1 << 19), 20)
+    n = np.right_shift(k, 6)
+    return np.where((n < 31) & (m <= -EXP_FLOOR),
+                    np.right_shift(EXP2_TABLE[k & 63], np.minimum(n, 31)), 0)
 
 
 def mul_q16(a, b):

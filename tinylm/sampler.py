@@ -1,8 +1,8 @@
 """Sampling in integers, as the C runtime does it, so both engines pick the same tokens.
 
 Same knobs as generate.py (temperature, top-k, top-p), but on Q16 logits and in fixed point:
-temperature and top-p are passed as Q16 integers, probabilities are exp_neg values (Q30,
-unnormalized), and the random number generator is xorshift64*, so a seed gives the same text
+temperature and top-p are passed as Q16 integers, probabilities are exp_neg_coarse values
+(Q30, unnormalized), and the random number generator is xorshift64*, so a seed gives the same text
 from the C runtime and from the NumPy reference.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .fixedpoint import ONE, exp_neg
+from .fixedpoint import ONE, exp_neg_coarse
 
 MASK64 = (1 << 64) - 1
 
@@ -45,7 +45,7 @@ def sample(logits, rng: Rng, temperature_q16: int, top_k: int = 0, top_p_q16: in
         return int(np.argmax(logits))
     z = np.maximum(logits - logits.max(), -(1 << 27))          # so z * (2**32 / T) fits
     scaled = np.maximum(np.right_shift(z * ((1 << 32) // temperature_q16), 16), -(1 << 31))
-    probs = [int(p) for p in exp_neg(scaled)]                   # Q30; the top token has 2**30
+    probs = [int(p) for p in exp_neg_coarse(scaled)]            # Q30; the top token has 2**30
     order = range(len(probs))
     if top_k > 0 or top_p_q16 < ONE:
         order = sorted(order, key=lambda i: (-probs[i], i))

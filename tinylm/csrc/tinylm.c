@@ -34,6 +34,7 @@
 #define INPUT_TOP 63          /* matrix inputs are rounded to -63..63: see matvec */
 #define CACHE_TOP 127         /* keys and values to -127..127 */
 #define LOG2E_MINUS_1_Q16 29012
+#define LOG2E_Q15 47274u
 #define EXP_FLOOR (-(1 << 21))   /* e^z rounds to 0 in Q30 below z = -21.5 */
 /* 2^(-i/64) in Q30, rounded, i = 0..64 (tinylm/fixedpoint.py computes the same) */
 static const int32_t EXP2_TABLE[65] = {
@@ -132,6 +133,15 @@ static inline int32_t exp_neg(int32_t z) {
     int32_t step = (entry[0] - entry[1]) >> 4;   /* < 2^20: step * r < 2^30 */
     int32_t p = entry[0] - ((step * (int32_t)r) >> 6);
     return n < 31 ? p >> n : 0;
+}
+
+/* e^(z / 2^16) in Q30 for Q16 z <= 0 to within 0.6%: -z log2(e) rounded to 1/64 in one
+   multiply ((-z >> 5) < 2^16, log2(e) in Q15), then the nearest table entry, no
+   interpolation. The sampler takes one per vocabulary entry and needs only their ratios. */
+static inline int32_t exp_neg_coarse(int32_t z) {
+    if (z < EXP_FLOOR) return 0;
+    uint32_t k = (((uint32_t)-z >> 5) * LOG2E_Q15 + (1u << 19)) >> 20, n = k >> 6;
+    return n < 31 ? EXP2_TABLE[k & 63] >> n : 0;
 }
 
 /* float32 (as its bits) to Q16, half away from zero, saturated; done on the bits so that
@@ -1189,20 +1199,23 @@ uint32_t tlm_sample(tlm_sampler *smp, int32_t *logits, uint32_t vocab_size, uint
     if (temperature == 0) return best;
     int64_t inv_t = ((int64_t)1 << 32) / temperature;
     uint32_t *p = (uint32_t *)logits;
+    uint32_t low = 0, carries = 0;   /* the total, in 32-bit pieces: cheaper than a 64-bit sum */
     if (temperature == ONE)   /* z itself (logits are within +-2^30) */
-        for (uint32_t i = 0; i < vocab_size; i++) p[i] = (uint32_t)exp_neg(logits[i] - top);
-    else
+        for (uint32_t i = 0; i < vocab_size; i++) {
+            p[i] = (uint32_t)exp_neg_coarse(logits[i] - top);
+            low += p[i];
+            carries += low < p[i];
+        }
+    else   /* a loop of its own: one loop testing the temperature costs 16 cycles a logit */
         for (uint32_t i = 0; i < vocab_size; i++) {
             int32_t z = logits[i] - top;
             if (z < -(1 << 27)) z = -(1 << 27);   /* so that z * inv_t fits 64 bits */
             int64_t scaled = (z * inv_t) >> 16;
-            p[i] = (uint32_t)exp_neg(scaled < EXP_FLOOR ? EXP_FLOOR - 1 : (int32_t)scaled);
+            z = scaled < EXP_FLOOR ? EXP_FLOOR - 1 : (int32_t)scaled;
+            p[i] = (uint32_t)exp_neg_coarse(z);
+            low += p[i];
+            carries += low < p[i];
         }
-    uint32_t low = 0, carries = 0;   /* the total, in 32-bit pieces: cheaper than a 64-bit sum */
-    for (uint32_t i = 0; i < vocab_size; i++) {   /* (a loop of its own: fewer values live) */
-        low += p[i];
-        carries += low < p[i];
-    }
     uint64_t mass = (uint64_t)carries << 32 | low;
     int sorted = smp->top_k > 0 || smp->top_p_q16 < ONE, by_top_k = 0;
     uint32_t kept = n;
