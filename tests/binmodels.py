@@ -96,3 +96,11 @@ def run_cli(*args):
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     return result
+
+
+def run_text(model_path, prompt: str, context: int = 0) -> str:
+    """What `tinylm run --engine c` prints after the prompt, with its sampling defaults, which
+    are the firmwares' too."""
+    output = run_cli("run", model_path, "--engine", "c", "--prompt", prompt,
+                     "--context", context).output
+    return output[len(prompt):-1]

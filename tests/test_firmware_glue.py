@@ -11,11 +11,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from binmodels import random_model, stories_tokenizer, tiny_config, write_model_bin
+from binmodels import (random_model, run_text, stories_tokenizer, tiny_config,
+                       write_model_bin)
 from tinylm import protocol
-from tinylm.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 STUBS = ROOT / "tests" / "esp_idf_stubs"
@@ -45,10 +44,6 @@ RESERVED = 16384 + 2048 + 4096
 PLENTY = 1 << 20
 MODEL_OFFSET = 0x110000            # the model partition's offset in partitions.csv
 PROMPT = "Once upon"
-
-pytestmark = pytest.mark.skipif(not (CSRC / "serve.c").exists(),
-                                reason="tinylm/csrc/serve.c (the protocol loop) is not there yet")
-
 
 def has_c_library(compiler: list[str]) -> bool:
     probe = subprocess.run([*compiler, "-fsyntax-only", "-x", "c", "-"], text=True,
@@ -124,15 +119,6 @@ def serve(program, partition_path, lines: bytes, internal=PLENTY, psram=0, windo
     return events
 
 
-def host_text(model_path, context: int = 0) -> str:
-    """What `tinylm run --engine c` prints after the prompt, with its sampling defaults, which
-    are the firmware's too."""
-    result = CliRunner().invoke(main, ["run", str(model_path), "--engine", "c",
-                                       "--prompt", PROMPT, "--context", str(context)])
-    assert result.exit_code == 0, result.output
-    return result.output[len(PROMPT):-1]
-
-
 def answer_text(event: protocol.Text) -> str:
     return event.data.decode("utf-8", "replace")
 
@@ -147,7 +133,7 @@ def test_answers_as_the_host_runtime_with_the_model_in_internal_ram(firmware, mo
     assert ready.fields["board"] == chip.split()[0] and ready.fields["weights"] == "sram"
     assert ready.fields["ctx"] == "256"                 # the model's whole context
     assert isinstance(text, protocol.Text) and isinstance(end, protocol.TextEnd)
-    assert answer_text(text) == host_text(model_path)
+    assert answer_text(text) == run_text(model_path, PROMPT)
     assert isinstance(done, protocol.Done) and int(done.fields["tokens"]) > 0
 
 
@@ -160,7 +146,7 @@ def test_a_model_too_large_for_internal_ram_goes_to_psram_else_stays_in_flash(
     events = serve(firmware["esp32s3 UART0"], room, PROMPT.encode() + b"\n",
                    internal=RESERVED + arena, psram=psram)
     assert events[0].fields["weights"] == weights and events[0].fields["ctx"] == "256"
-    assert answer_text(events[1]) == host_text(model_path)
+    assert answer_text(events[1]) == run_text(model_path, PROMPT)
 
 
 def test_too_little_ram_for_the_whole_context_gives_a_shorter_one(firmware, model_path,
@@ -172,7 +158,7 @@ def test_too_little_ram_for_the_whole_context_gives_a_shorter_one(firmware, mode
                                    internal=RESERVED + arena - 1)
     context = int(ready.fields["ctx"])
     assert 1 < context < 256 and ready.fields["weights"] == "flash"
-    assert answer_text(text) == host_text(model_path, context)
+    assert answer_text(text) == run_text(model_path, PROMPT, context)
 
 
 def test_erased_flash_gets_the_no_model_line_for_every_request(firmware, tmp_path):

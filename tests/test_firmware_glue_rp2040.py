@@ -16,11 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
+from binmodels import run_text
 from plan_models import model_bin
 from tinylm import memplan, protocol, rp2040_flash
-from tinylm.cli import main
 from tinylm.emulate_rp2040 import answers
 from tinylm.rp2040_flash import MODEL_OFFSET
 from tinylm.runtime import SOURCES
@@ -33,11 +32,8 @@ COMPILERS = {
     "host gcc": ["gcc"],
     "cortex-m0+": ["arm-none-eabi-gcc", "-mcpu=cortex-m0plus", "-mthumb"],
 }
-NO_SERVE_C = None if (SOURCES / "serve.c").exists() else \
-    "tinylm/csrc/serve.c, the device loop main.c drives, is not written yet"
 
 
-@pytest.mark.skipif(NO_SERVE_C is not None, reason=str(NO_SERVE_C))
 @pytest.mark.parametrize("target", COMPILERS)
 def test_main_c_type_checks_against_the_sdk_declarations(target):
     compiler = COMPILERS[target]
@@ -123,8 +119,6 @@ PROMPT = "Once upon"
 
 @pytest.fixture(scope="module")
 def firmware(tmp_path_factory):
-    if NO_SERVE_C:
-        pytest.skip(NO_SERVE_C)
     if not shutil.which("gcc") or sys.platform != "linux":
         pytest.skip("needs gcc on Linux (host_pico.c maps the flash with MAP_FIXED_NOREPLACE)")
     program = tmp_path_factory.mktemp("rp2040") / "firmware"
@@ -147,15 +141,6 @@ def serve(program, tmp_path, model: bytes, typed: bytes):
     return answers(result.stdout), core1_tasks
 
 
-def host_text(model_path, context: int = 0) -> str:
-    """What `tinylm run --engine c` prints after the prompt, with its sampling defaults, which
-    are the firmware's too."""
-    result = CliRunner().invoke(main, ["run", str(model_path), "--engine", "c",
-                                       "--prompt", PROMPT, "--context", str(context)])
-    assert result.exit_code == 0, result.output
-    return result.output[len(PROMPT):-1]
-
-
 def rp2040_plan(model_path):
     return memplan.plan(model_path, "rp2040", rp2040_flash.flash_room())
 
@@ -166,7 +151,7 @@ def test_a_small_model_is_copied_into_sram_and_both_cores_answer(firmware, tmp_p
                                                   PROMPT.encode() + b"\n")
     assert ready.fields["board"] == "rp2040" and ready.fields["ctx"] == "256"
     assert ready.fields["weights"] == "sram" == rp2040_plan(path).weights
-    assert text.data.decode("utf-8", "replace") == host_text(path)
+    assert text.data.decode("utf-8", "replace") == run_text(path, PROMPT)
     assert isinstance(end, protocol.TextEnd) and isinstance(done, protocol.Done)
     assert core1_tasks > 0
 
@@ -181,7 +166,7 @@ def test_a_model_too_large_for_sram_is_read_from_flash_with_the_context_that_fit
     # the planner's choice is the context the firmware takes
     context = int(ready.fields["ctx"])
     assert plan.fits and context == plan.context < plan.model_context
-    assert text.data.decode("utf-8", "replace") == host_text(path, context)
+    assert text.data.decode("utf-8", "replace") == run_text(path, PROMPT, context)
 
 
 def test_erased_flash_gets_the_no_model_line_for_every_request(firmware, tmp_path):
