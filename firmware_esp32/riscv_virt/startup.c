@@ -1,7 +1,6 @@
 /* Start-up on qemu's `virt` machine: set the global and stack pointers, clear .bss, run main,
-   then end qemu through the SiFive test device with main's result as its exit status. Also
-   the two memory functions GCC emits calls to (struct copies, zeroing) without a C library. */
-#include <stddef.h>
+   then end qemu through the SiFive test device with main's result as its exit status (memset
+   and memcpy are in tinylm/csrc/freestanding.c). */
 #include <stdint.h>
 
 #define TEST_DEVICE ((volatile uint32_t *)0x100000u)
@@ -28,17 +27,4 @@ void start(void) {
     int status = main();
     *TEST_DEVICE = status == 0 ? TEST_PASS : TEST_FAIL | (uint32_t)status << 16;
     for (;;) __asm__ volatile("wfi");
-}
-
-void *memset(void *dst, int value, size_t n) {
-    uint8_t *d = dst;
-    while (n--) *d++ = (uint8_t)value;
-    return dst;
-}
-
-void *memcpy(void *restrict dst, const void *restrict src, size_t n) {
-    uint8_t *d = dst;
-    const uint8_t *s = src;
-    while (n--) *d++ = *s++;
-    return dst;
 }

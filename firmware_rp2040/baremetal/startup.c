@@ -1,7 +1,5 @@
-/* Start-up of the bare-metal RAM image: the vector table, the reset handler, and the two
-   memory functions that GCC emits calls to (struct copies and zeroing) when no C library is
-   linked. */
-#include <stddef.h>
+/* Start-up of the bare-metal RAM image: the vector table and the reset handler (memset and
+   memcpy are in tinylm/csrc/freestanding.c). */
 #include <stdint.h>
 
 extern uint32_t __bss_start[], __bss_end[], __stack_top[];
@@ -25,17 +23,4 @@ void reset_handler(void) {
     for (uint32_t *p = __bss_start; p < __bss_end; p++) *p = 0;
     main();
     for (;;) __asm__ volatile("wfi");
-}
-
-void *memset(void *dst, int value, size_t n) {
-    uint8_t *d = dst;
-    while (n--) *d++ = (uint8_t)value;
-    return dst;
-}
-
-void *memcpy(void *restrict dst, const void *restrict src, size_t n) {
-    uint8_t *d = dst;
-    const uint8_t *s = src;
-    while (n--) *d++ = *s++;
-    return dst;
 }
