@@ -66,6 +66,13 @@ def trained_model(steps: int = 100, seed: int = 0) -> Transformer:
     return model
 
 
+def tiny_model_bin(path) -> Path:
+    """A random ~1.2K-parameter int8 .bin (tiny_config) with a stories tokenizer: its token
+    pieces are mostly lone bytes, often not UTF-8."""
+    tokenizer = stories_tokenizer()
+    return write_model_bin(path, random_model(tiny_config(len(tokenizer))), tokenizer, 8)
+
+
 def write_model_bin(path, model: Transformer, tokenizer: Tokenizer, bits: int,
                     calibration=None) -> Path:
     group = 0 if bits == 32 else DEFAULT_GROUP[bits]
@@ -98,9 +105,9 @@ def run_cli(*args):
     return result
 
 
-def run_text(model_path, prompt: str, context: int = 0) -> str:
+def run_text(model_path, prompt: str, context: int = 0, seed: int = 0) -> str:
     """What `tinylm run --engine c` prints after the prompt, with its sampling defaults, which
     are the firmwares' too."""
     output = run_cli("run", model_path, "--engine", "c", "--prompt", prompt,
-                     "--context", context).output
+                     "--context", context, "--seed", seed).output
     return output[len(prompt):-1]

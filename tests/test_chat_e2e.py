@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from binmodels import SHARED, random_model, stories_bin, stories_tokenizer, tiny_config, \
-    write_model_bin
+from binmodels import SHARED, random_model, run_text, stories_bin, stories_tokenizer, \
+    tiny_config, tiny_model_bin, write_model_bin
 from tinylm import protocol, runtime
 from tinylm.cli import main
 
@@ -32,10 +32,7 @@ PROMPT = "Once upon a time"
 
 @pytest.fixture(scope="module")
 def tiny_bin(tmp_path_factory):
-    """A random model: its tokens' pieces are mostly lone bytes, often not UTF-8."""
-    tokenizer = stories_tokenizer()
-    path = tmp_path_factory.mktemp("serve") / "tiny.bin"
-    return write_model_bin(path, random_model(tiny_config(len(tokenizer))), tokenizer, 8)
+    return tiny_model_bin(tmp_path_factory.mktemp("serve") / "tiny.bin")
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +72,9 @@ def chat(port, *args, stdin=b""):
     return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
-def run_text(model_path, seed=0, prompt=PROMPT) -> str:
-    result = CliRunner().invoke(main, ["run", str(model_path), "--prompt", prompt,
-                                       "--seed", str(seed)])
-    assert result.exit_code == 0, result.output
-    return result.stdout
+def run_output(model_path, seed=0) -> str:
+    """All that `tinylm run` prints: the prompt, the text, a line end."""
+    return PROMPT + run_text(model_path, PROMPT, seed=seed) + "\n"
 
 
 def start(command, **options):
@@ -115,7 +110,7 @@ def test_chat_prints_what_tinylm_run_prints(board, tiny_bin, name):
     b = board(path, seed=5)
     status, out, err = chat(b.path, "--prompt", PROMPT)
     assert status == 0, err
-    assert out == run_text(path, seed=5)
+    assert out == run_output(path, seed=5)
     assert re.search(r"\[\d+ tokens, \d+\.\d\d tok/s, (end of text|context full|token limit)\]", err)
 
 
@@ -127,7 +122,7 @@ def test_tinylm_serve_prints_the_port_to_connect_to(tiny_bin):
         assert port.startswith("/dev/")
         status, out, err = chat(port, "--prompt", PROMPT)
         assert status == 0, err
-        assert out == run_text(tiny_bin, seed=3)
+        assert out == run_output(tiny_bin, seed=3)
         assert "board=host" in err
     finally:
         server.send_signal(signal.SIGINT)
@@ -171,7 +166,7 @@ def test_an_over_long_prompt_is_refused_and_the_session_goes_on(board, tiny_bin)
     status, out, err = chat(b.path, stdin=b"x" * 300 + b"\n" + PROMPT.encode() + b"\n")
     assert status == 0, err
     assert "45 more than the 255" in err
-    assert out == run_text(tiny_bin)
+    assert out == run_output(tiny_bin)
 
 
 def test_the_device_drops_an_over_long_line_then_answers_the_next(board, tiny_bin):

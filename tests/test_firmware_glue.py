@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from binmodels import (random_model, run_text, stories_tokenizer, tiny_config,
-                       write_model_bin)
+from binmodels import run_text, tiny_model_bin
 from tinylm import protocol
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,9 +88,7 @@ def firmware(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    tokenizer = stories_tokenizer()
-    path = tmp_path_factory.mktemp("esp32-model") / "tiny.bin"
-    return write_model_bin(path, random_model(tiny_config(len(tokenizer))), tokenizer, 8)
+    return tiny_model_bin(tmp_path_factory.mktemp("esp32-model") / "tiny.bin")
 
 
 def partition(tmp_path, content: bytes, size: int = 0x40000) -> Path:

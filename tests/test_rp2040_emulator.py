@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from binmodels import random_model, stories_tokenizer, tiny_config, write_model_bin
+from binmodels import random_model, stories_tokenizer, tiny_model_bin, tiny_config, write_model_bin
 from tinylm import emulate_rp2040 as emulator
 from tinylm import protocol, rp2040_flash
 from tinylm.cli import main
@@ -21,9 +21,7 @@ PROMPT = "Once upon"
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    tokenizer = stories_tokenizer()
-    path = tmp_path_factory.mktemp("rp2040") / "tiny.bin"
-    return write_model_bin(path, random_model(tiny_config(len(tokenizer))), tokenizer, 8)
+    return tiny_model_bin(tmp_path_factory.mktemp("rp2040") / "tiny.bin")
 
 
 @pytest.fixture(scope="module")
