@@ -15,17 +15,34 @@ from tinylm.runtime import SOURCES, compiler
 STEPS = 40
 
 
-@pytest.fixture(scope="module")
-def program(tmp_path_factory):
+def build(directory, *flags):
     try:
         cc = compiler()
     except OSError as e:
         pytest.skip(str(e))
-    binary = tmp_path_factory.mktemp("two_cores") / "two_cores"
-    subprocess.run([*cc.split(), "-std=c99", "-O2", "-I", str(SOURCES), str(SOURCES / "tinylm.c"),
-                    str(SOURCES.parents[1] / "tests" / "c" / "two_cores.c"), "-o", str(binary)],
-                   check=True)
+    binary = directory / "two_cores"
+    subprocess.run([*cc.split(), "-std=c99", "-O2", *flags, "-I", str(SOURCES),
+                    str(SOURCES / "tinylm.c"), str(SOURCES.parents[1] / "tests" / "c" /
+                    "two_cores.c"), "-o", str(binary)], check=True)
     return binary
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("two_cores"))
+
+
+@pytest.fixture(scope="module")
+def portable_program(tmp_path_factory):
+    """The build with the portable int8 pair kernel, which hosts with SIMD do not use."""
+    return build(tmp_path_factory.mktemp("two_cores_portable"), "-DTLM_PORTABLE_PAIRS")
+
+
+def run(program, path):
+    result = subprocess.run([str(program), str(path), str(STEPS)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.split()
 
 
 def model_path(name, directory):
@@ -43,11 +60,15 @@ def model_path(name, directory):
 @pytest.mark.parametrize("name", ["tiny-8", "odd-8", "trained-8", "trained-4", "stories-8"])
 def test_halves_in_reverse_order_give_the_same_logits(program, tmp_path, name):
     path = model_path(name, tmp_path)
-    result = subprocess.run([str(program), str(path), str(STEPS)], capture_output=True,
-                            text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    word, steps, calls = result.stdout.split()
+    word, steps, calls, _ = run(program, path)
     config = read_bin(path).config
     matrices_per_token = 7 * config.n_layers + 1
     assert (word, int(steps), int(calls)) == ("same", STEPS, STEPS * matrices_per_token)
 
+
+
+@pytest.mark.parametrize("name", ["tiny-8", "odd-8", "trained-8", "stories-8"])
+def test_the_portable_pair_kernel_gives_the_same_logits(program, portable_program, tmp_path,
+                                                        name):
+    path = model_path(name, tmp_path)
+    assert run(portable_program, path) == run(program, path)

@@ -1,7 +1,8 @@
 /* The two-core hook (tlm_state.run_both) on one core: runs a .bin greedily from <bos> twice,
    once with no hook and once through a run_both that does the second half of each matrix's
-   rows before the first, and prints "same TOKENS CALLS" when every logit of every step agrees
-   (CALLS: how often the hook ran), else where they first differ. Built and run by
+   rows before the first, and prints "same TOKENS CALLS SUM" when every logit of every step
+   agrees (CALLS: how often the hook ran; SUM: a checksum of all the logits, to compare
+   builds), else where they first differ. Built and run by
    tests/test_two_cores.py. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +47,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     two.run_both = reversed;
-    uint32_t token = m.bos_id;
+    uint32_t token = m.bos_id, sum = 0;
     for (uint32_t step = 0; step < steps; step++) {
         int32_t *a = tlm_forward(&one, token), *b = tlm_forward(&two, token);
         if (!a || !b) return 3;
@@ -57,9 +58,10 @@ int main(int argc, char **argv) {
                 return 1;
             }
             if (a[i] > a[token]) token = i;
+            sum = sum * 31u + (uint32_t)a[i];
         }
     }
-    printf("same %u %lu\n", steps, calls);
+    printf("same %u %lu %u\n", steps, calls, sum);
     for (int i = 0; i < 3; i++) free(blocks[i]);
     return 0;
 }

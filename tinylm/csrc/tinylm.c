@@ -644,6 +644,41 @@ __asm__(
     "8: lw s0, 0(sp)\n lw s1, 4(sp)\n lw s2, 8(sp)\n addi sp, sp, 16\n"
     "9: ret\n"
     " .size tlm_pair_sums, .-tlm_pair_sums\n");
+#elif (defined(__SSE2__) || defined(__ARM_NEON)) && !defined(TLM_PORTABLE_PAIRS)
+/* CPUs with SIMD (the host): the same sums from a plain int8 x int16 dot product, which the
+   compiler turns into a few vector instructions per 8 or 16 products, plus what the packing
+   adds, which depends on the input alone: per word 128 (x0 + x1 + x2 + x3), less 1 for each
+   of x2 and x3 below 0 (see above). -DTLM_PORTABLE_PAIRS builds the portable kernel below
+   instead (tests/test_two_cores.py holds the two to the same logits). */
+static void tlm_pair_sums(const uint8_t *restrict rows, const int32_t *restrict x,
+                          int32_t *restrict sums, uint32_t group_words, uint32_t words,
+                          uint32_t stride, uint32_t pairs) {
+    uint32_t n_groups = (words + group_words - 1) / group_words;
+    int16_t plain[4 * (size_t)words + 1];        /* the input unpacked, column by column */
+    int32_t extra[n_groups + 1];
+    for (uint32_t k = 0; k < words; k++) {
+        int16_t x2 = (int16_t)x[2 * k], x3 = (int16_t)x[2 * k + 1];
+        int16_t x0 = (int16_t)((x[2 * k] - x2) >> 16), x1 = (int16_t)((x[2 * k + 1] - x3) >> 16);
+        plain[4 * k] = x0, plain[4 * k + 1] = x1, plain[4 * k + 2] = x2, plain[4 * k + 3] = x3;
+        if (k % group_words == 0) extra[k / group_words] = 0;
+        extra[k / group_words] += 128 * (x0 + x1 + x2 + x3) - (x2 < 0) - (x3 < 0);
+    }
+    for (uint32_t p = 0; p < pairs; p++) {
+        const int8_t *row0 = (const int8_t *)(rows + (size_t)2 * p * stride);
+        const int8_t *row1 = row0 + stride;
+        for (uint32_t g = 0; g < n_groups; g++) {
+            uint32_t j = 4 * g * group_words, end = 4 * (g + 1) * group_words;
+            if (end > 4 * words) end = 4 * words;
+            int32_t dot0 = 0, dot1 = 0;
+            for (; j < end; j++) {
+                dot0 += row0[j] * plain[j];
+                dot1 += row1[j] * plain[j];
+            }
+            *sums++ = dot0 + extra[g];
+            *sums++ = dot1 + extra[g];
+        }
+    }
+}
 #else
 /* Portable C, shaped for rv32 (ESP32-C3), which has no register-plus-register addressing and
    no multiply-add: three pointers (the two rows, the input) step together, each input word
