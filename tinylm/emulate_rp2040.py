@@ -69,8 +69,8 @@ def build_firmware(seed: int = 0, max_tokens: int = 128) -> Firmware:
     """The RAM image for this seed and token limit per answer, built once and cached."""
     if not shutil.which(CC):
         raise OSError(f"{CC} is not installed (apt-get install gcc-arm-none-eabi)")
-    sources = [FIRMWARE / "startup.c", FIRMWARE / "main.c", SOURCES / "freestanding.c",
-               SOURCES / "serve.c", SOURCES / "tinylm.c"]
+    sources = [FIRMWARE / "startup.c", FIRMWARE / "main.c", FIRMWARE / "divider.c",
+               SOURCES / "freestanding.c", SOURCES / "serve.c", SOURCES / "tinylm.c"]
     flags = [*FLAGS, f"-DTLM_SEED={seed}u", f"-DTLM_MAX_TOKENS={max_tokens}"]
     digest = hashlib.sha256(" ".join(flags).encode())
     for path in [*sources, SOURCES / "serve.h", SOURCES / "tinylm.h", FIRMWARE / "ram.ld"]:
