@@ -165,8 +165,8 @@ def arena_bytes(config, context: int = 0) -> int:
     scratch = max(4 * context, 2 * c.vocab_size) // 4 * 4
     cache = c.n_layers * context
     parts = [4 * c.dim, 4 * widest, 4 * q_dim, 4 * hidden, 4 * hidden, 4 * c.vocab_size,
-             8 * c.head_dim, scratch,
-             2 * widest, 2 * q_dim, cache * kv_dim, cache * kv_dim, cache * c.n_kv_heads,
+             scratch,
+             2 * widest, cache * kv_dim, cache * kv_dim, cache * c.n_kv_heads,
              cache * c.n_kv_heads]
     return sum(-(-p // 16) * 16 for p in parts)
 

@@ -21,6 +21,13 @@
 #endif
 #endif
 
+/* A loop that needs the registers to itself (see key_dots): a function of its own */
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
+
 #define LIMIT (1 << 30)
 #define ONE (1 << 16)
 #define HEADER_SIZE 128u
@@ -84,7 +91,7 @@ static inline int32_t scale_sat(int32_t v, int s) {
 
 /* a * b / 2^16 for |a|, |b| <= 2^30, rounded half away from zero and saturated: the 64-bit
    product of the magnitudes from four 16 x 16-bit pieces, each below 2^30. */
-static int32_t mul_q16(int32_t a, int32_t b) {
+static inline int32_t mul_q16(int32_t a, int32_t b) {
     uint32_t x = a < 0 ? 0u - (uint32_t)a : (uint32_t)a, y = b < 0 ? 0u - (uint32_t)b : (uint32_t)b;
     uint32_t xh = x >> 16, xl = x & 0xFFFF, yh = y >> 16, yl = y & 0xFFFF;
     if (xh * yh >= (1u << 14)) return (a < 0) != (b < 0) ? -LIMIT : LIMIT;
@@ -197,8 +204,8 @@ static uint8_t quantize_code(int8_t *q, const int32_t *v, uint32_t n) {
     return (uint8_t)(((s.k + 10) << 3) | (s.m - 8));
 }
 
-/* Queries as integers of `bits` bits with a power-of-two scale: v ~ q * 2^e. */
-static int quantize_pow2(int16_t *q, const int32_t *v, uint32_t n, int bits) {
+/* Queries rounded in place to integers of `bits` bits with a power-of-two scale: v ~ q 2^e. */
+static int quantize_pow2(int32_t *v, uint32_t n, int bits) {
     uint32_t a = 0;
     int32_t top = (1 << (bits - 1)) - 1;
     for (uint32_t j = 0; j < n; j++) {
@@ -208,7 +215,7 @@ static int quantize_pow2(int16_t *q, const int32_t *v, uint32_t n, int bits) {
     int e = bit_length(a) - (bits - 1);
     for (uint32_t j = 0; j < n; j++) {
         int32_t r = e > 0 ? rshift_round(v[j], e) : v[j] * (1 << -e);
-        q[j] = (int16_t)(r > top ? top : r < -top ? -top : r);
+        v[j] = r > top ? top : r < -top ? -top : r;
     }
     return e;
 }
@@ -239,10 +246,12 @@ typedef struct {
     int32_t shift;
 } entry;
 
+/* Read as words (a dozen entries a token): tlm_load refuses a model that is not 16-byte
+   aligned before it reads the table, which starts 16-byte aligned in the file, and the CPU is
+   little-endian (tinylm.h). */
 static entry get_entry(const tlm_model *m, uint32_t i) {
-    const uint8_t *p = m->table + ENTRY_SIZE * i;
-    entry e = {rd16(p), rd16(p + 2), p[4], rd32(p + 8), rd32(p + 12), rd32(p + 16),
-               rd32(p + 20), (int32_t)rd32(p + 24)};
+    const uint32_t *w = (const uint32_t *)(const void *)(m->table + ENTRY_SIZE * i);
+    entry e = {w[0] & 0xFFFF, w[0] >> 16, w[1] & 0xFF, w[2], w[3], w[4], w[5], (int32_t)w[6]};
     return e;
 }
 
@@ -443,10 +452,8 @@ static size_t layout(tlm_state *s, const tlm_model *m, uint8_t *base, uint32_t c
     TAKE(a, int32_t, hidden);
     TAKE(b, int32_t, hidden);
     TAKE(logits, int32_t, m->vocab_size);
-    TAKE(acc, int64_t, m->head_dim);
     TAKE(scratch, int32_t, scratch / 4);
     TAKE(xq, int16_t, widest);
-    TAKE(q16, int16_t, q_dim);
     TAKE(kcache, int8_t, (size_t)m->n_layers * context * kv_dim);
     TAKE(vcache, int8_t, (size_t)m->n_layers * context * kv_dim);
     TAKE(kscale, uint8_t, (size_t)m->n_layers * context * m->n_kv_heads);
@@ -471,6 +478,8 @@ const char *tlm_init(tlm_state *s, const tlm_model *m, void *arena, size_t arena
     s->context = context;
     s->pending = -1;
     layout(s, m, (uint8_t *)arena, context);
+    uint64_t root = isqrt((uint64_t)m->head_dim << 40);   /* sqrt(head_dim) 2^20 */
+    s->inv_sqrt_head_dim = (int32_t)((((uint64_t)1 << 35) + root / 2) / root);
     return NULL;
 }
 
@@ -933,9 +942,11 @@ static void matvec(tlm_state *s, int32_t *y, uint32_t section, const input *in) 
 /* RMSNorm in 32 bits: x shifted down to `bits` bits so that dim squares add up below 2^31;
    1/rms as round(2^(16 + p) / root) with p small enough that |x| / rms <= sqrt(dim) times it
    stays below 2^31. */
-static void rmsnorm(tlm_state *s, int32_t *out, const int32_t *x, uint32_t section) {
-    const tlm_model *m = s->m;
-    const uint8_t *w = m->file + get_entry(m, section).offset;
+static void rmsnorm(const tlm_model *m, int32_t *out, const int32_t *x, uint32_t section) {
+    /* float32 weights, as words (sections are 16-byte aligned), converted as they are used:
+       a copy in Q16 would cost the arena 4 dim bytes per norm */
+    const uint32_t *weight = (const uint32_t *)(const void *)(m->file +
+                                                               get_entry(m, section).offset);
     uint32_t a = 0, sum = 0;
     int dim_bits = bit_length(m->dim), bits = (31 - dim_bits) / 2, p = 13 - (dim_bits + 1) / 2;
     for (uint32_t j = 0; j < m->dim; j++) {
@@ -954,7 +965,7 @@ static void rmsnorm(tlm_state *s, int32_t *out, const int32_t *x, uint32_t secti
     int32_t inv = (int32_t)(((1u << (16 + p)) + root / 2) / root);
     for (uint32_t j = 0; j < m->dim; j++) {
         int32_t normalized = rshift_round((x[j] >> shift) * inv, p);
-        out[j] = mul_q16(normalized, q16_from_f32(rd32(w + 4 * j)));
+        out[j] = mul_q16(normalized, q16_from_f32(weight[j]));
     }
 }
 
@@ -978,16 +989,62 @@ static void rope(const tlm_model *m, int32_t *v, uint32_t n_heads, uint32_t pos)
         }
 }
 
-/* sum a[d] b[d]: in blocks of 8 that compilers turn into a few SIMD instructions */
-static int32_t dot_i16_i8(const int16_t *restrict a, const int8_t *restrict b, uint32_t n) {
-    int32_t sum = 0;
+/* w[t] = q . k_t for the keys of `positions` positions, stride bytes apart. When head_dim
+   is a multiple of 4 the cache rows are word-aligned and a key's int8 values are read four to
+   a word: a Cortex-M0+ has byte loads only with a register offset, so this takes fewer
+   instructions than a load per value. A loop of its own: inside the attention's loop over
+   positions the compiler runs out of registers. */
+NOINLINE static void key_dots(int32_t *restrict w, const int32_t *restrict q,
+                              const int8_t *restrict k, uint32_t hd, size_t stride,
+                              uint32_t positions) {
+    if (hd % 4 == 0)
+        for (uint32_t t = 0; t < positions; t++, k += stride) {
+            int32_t sum = 0;
+            for (uint32_t d = 0; d < hd; d += 4) {   /* little-endian: k[d] is the low byte */
+                uint32_t word = *(const uint32_t *)(const void *)(k + d);
+                sum += q[d] * (int8_t)word + q[d + 1] * (int8_t)(word >> 8) +
+                       q[d + 2] * (int8_t)(word >> 16) + q[d + 3] * ((int32_t)word >> 24);
+            }
+            w[t] = sum;
+        }
+    else
+        for (uint32_t t = 0; t < positions; t++, k += stride) {
+            int32_t sum = 0;
+            for (uint32_t d = 0; d < hd; d++) sum += q[d] * k[d];
+            w[t] = sum;
+        }
+}
+
+/* sums[d] = sum_t w[t] v_t[d] over the values of `positions` positions, stride bytes apart:
+   four dimensions at a time over all positions, their sums in registers, when head_dim is a
+   multiple of 4 (so each position's four int8 values are one aligned word), else two. */
+NOINLINE static void value_sums(int32_t *restrict sums, const int32_t *restrict w,
+                                const int8_t *restrict v, uint32_t hd, size_t stride,
+                                uint32_t positions) {
     uint32_t d = 0;
-    for (; d + 8 <= n; d += 8)
-        sum += a[d] * b[d] + a[d + 1] * b[d + 1] + a[d + 2] * b[d + 2] + a[d + 3] * b[d + 3] +
-               a[d + 4] * b[d + 4] + a[d + 5] * b[d + 5] + a[d + 6] * b[d + 6] +
-               a[d + 7] * b[d + 7];
-    for (; d < n; d++) sum += a[d] * b[d];
-    return sum;
+    if (hd % 4 == 0)
+        for (; d < hd; d += 4) {
+            const int8_t *restrict row = v + d;
+            int32_t sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0;
+            for (uint32_t t = 0; t < positions; t++, row += stride) {
+                uint32_t word = *(const uint32_t *)(const void *)row;   /* little-endian */
+                int32_t weight = w[t];
+                sum0 += weight * (int8_t)word;
+                sum1 += weight * (int8_t)(word >> 8);
+                sum2 += weight * (int8_t)(word >> 16);
+                sum3 += weight * ((int32_t)word >> 24);
+            }
+            sums[d] = sum0, sums[d + 1] = sum1, sums[d + 2] = sum2, sums[d + 3] = sum3;
+        }
+    for (; d < hd; d += 2) {
+        const int8_t *restrict row = v + d;
+        int32_t sum0 = 0, sum1 = 0;
+        for (uint32_t t = 0; t < positions; t++, row += stride) {
+            sum0 += w[t] * row[0];
+            sum1 += w[t] * row[1];
+        }
+        sums[d] = sum0, sums[d + 1] = sum1;
+    }
 }
 
 /* Bits of the rounded queries: |q . k| * 15 < 2^31 needs 2^(bits - 1) * 127 * 15 * head_dim
@@ -1004,28 +1061,28 @@ static void attention(tlm_state *s, uint32_t layer, int32_t *out) {
     uint32_t positions = s->pos + 1;   /* in a register: the stores below could alias s */
     size_t stride = (size_t)kv_heads * hd;   /* from a position's key or value to the next */
     int32_t *restrict w = s->scratch;
-    {   /* fold 1/sqrt(head_dim) (Q15) into q, then round q per head: once per layer */
-        uint64_t root = isqrt((uint64_t)hd << 40);
-        int32_t inv_sqrt = (int32_t)((((uint64_t)1 << 35) + root / 2) / root);
+    {   /* fold 1/sqrt(head_dim) into q, then round q per head */
+        int32_t inv_sqrt = s->inv_sqrt_head_dim;
         for (uint32_t j = 0; j < m->n_heads * hd; j++)   /* q in 15-bit halves */
             s->q[j] = (s->q[j] >> 15) * inv_sqrt +
                       rshift_round((s->q[j] & 0x7FFF) * inv_sqrt, 15);
     }
     for (uint32_t h = 0; h < m->n_heads; h++) {
         uint32_t kv = h / group;
-        int e_q = quantize_pow2(s->q16 + h * hd, s->q + h * hd, hd, query_bits(hd));
-        const int16_t *restrict qh = s->q16 + h * hd;
+        int e_q = quantize_pow2(s->q + h * hd, hd, query_bits(hd));
+        const int32_t *qh = s->q + h * hd;
         int32_t top = -LIMIT;
         int top_exp = -64;
-        const int8_t *k = s->kcache + (base_pos * kv_heads + kv) * hd;
-        for (uint32_t t = 0; t < positions; t++, k += stride) {
-            size_t slot = (base_pos + t) * kv_heads + kv;
-            uint8_t code = s->kscale[slot];
-            int32_t score = scale_sat(dot_i16_i8(qh, k, hd) * (8 + (code & 7)),
-                                      16 - e_q - ((code >> 3) - 10));
+        key_dots(w, qh, s->kcache + (base_pos * kv_heads + kv) * hd, hd, stride, positions);
+        /* the positions' scale codes, kv_heads apart */
+        const uint8_t *k_codes = s->kscale + base_pos * kv_heads + kv;
+        const uint8_t *v_codes = s->vscale + base_pos * kv_heads + kv;
+        for (uint32_t t = 0; t < positions; t++) {
+            uint8_t code = k_codes[t * kv_heads];
+            int32_t score = scale_sat(w[t] * (8 + (code & 7)), 16 - e_q - ((code >> 3) - 10));
             w[t] = score;
             if (score > top) top = score;
-            int v_exp = (s->vscale[slot] >> 3) - 10;
+            int v_exp = (v_codes[t * kv_heads] >> 3) - 10;
             if (v_exp > top_exp) top_exp = v_exp;
         }
         uint32_t total = 0, norm = 0;
@@ -1041,26 +1098,17 @@ static void attention(tlm_state *s, uint32_t layer, int32_t *out) {
         /* out = sum_t w_t v_t / norm, v_t = v8 m_t 2^k_t, summed in units of 2^top_exp: the
            factor w_t m_t of a smaller k_t is rounded to them (kept in w) */
         for (uint32_t t = 0; t < positions; t++) {
-            uint8_t code = s->vscale[(base_pos + t) * kv_heads + kv];
+            uint8_t code = v_codes[t * kv_heads];
             int32_t weight = rshift_round(w[t], cut);
             norm += (uint32_t)weight;
             w[t] = rshift_round(weight * (8 + (code & 7)), top_exp - ((code >> 3) - 10));
         }
         if (norm == 0) norm = 1;   /* only past 2^15 positions */
-        /* two dimensions at a time over all positions, their sums in registers (head_dim
-           is even) */
-        const int8_t *v0 = s->vcache + (base_pos * kv_heads + kv) * hd;
-        for (uint32_t d = 0; d < hd; d += 2) {
-            const int8_t *restrict v = v0 + d;
-            int32_t sum0 = 0, sum1 = 0;
-            for (uint32_t t = 0; t < positions; t++, v += stride) {
-                sum0 += w[t] * v[0];
-                sum1 += w[t] * v[1];
-            }
-            /* 3 bits below the unit: far finer than the cache's own steps of 8..15 units */
-            out[h * hd + d] = scale_sat(div_round(sum0 * 8, (int32_t)norm), 3 - top_exp);
-            out[h * hd + d + 1] = scale_sat(div_round(sum1 * 8, (int32_t)norm), 3 - top_exp);
-        }
+        int32_t *sums = out + h * hd;
+        value_sums(sums, w, s->vcache + (base_pos * kv_heads + kv) * hd, hd, stride, positions);
+        for (uint32_t d = 0; d < hd; d++)   /* 3 bits below the unit: far finer than the
+                                               cache's own steps of 8..15 units */
+            sums[d] = scale_sat(div_round(sums[d] * 8, (int32_t)norm), 3 - top_exp);
     }
 }
 
@@ -1123,7 +1171,7 @@ int32_t *tlm_forward(tlm_state *s, uint32_t token) {
     for (uint32_t l = 0; l < m->n_layers; l++) {
         uint32_t sec = 3 + N_LAYER_TENSORS * l;   /* attn_norm wq wk wv wo mlp_norm w1 w2 w3 */
         size_t slot = ((size_t)l * s->context + s->pos) * m->n_kv_heads;
-        rmsnorm(s, s->h, s->x, sec);
+        rmsnorm(m, s->h, s->x, sec);
         input in = prepare_input(s, s->h, sec + 1);
         matvec(s, s->q, sec + 1, &in);
         matvec(s, s->a, sec + 2, &in);            /* k and v, through the hidden buffers */
@@ -1140,7 +1188,7 @@ int32_t *tlm_forward(tlm_state *s, uint32_t token) {
         in = prepare_input(s, s->h, sec + 4);
         matvec(s, s->a, sec + 4, &in);
         add(s->x, s->a, m->dim);
-        rmsnorm(s, s->h, s->x, sec + 5);
+        rmsnorm(m, s->h, s->x, sec + 5);
         in = prepare_input(s, s->h, sec + 6);
         matvec(s, s->a, sec + 6, &in);
         matvec(s, s->b, sec + 8, &in);
@@ -1150,7 +1198,7 @@ int32_t *tlm_forward(tlm_state *s, uint32_t token) {
         add(s->x, s->h, m->dim);
     }
     uint32_t final = 3 + N_LAYER_TENSORS * m->n_layers;
-    rmsnorm(s, s->h, s->x, final);
+    rmsnorm(m, s->h, s->x, final);
     uint32_t head = m->tie_embeddings ? 2 : final + 1;
     input in = prepare_input(s, s->h, head);
     matvec(s, s->logits, head, &in);
@@ -1226,32 +1274,68 @@ static uint32_t select_top(const uint32_t *p, uint16_t *order, uint32_t n, uint6
     return lo;
 }
 
+/* The weights to sample from, in place of the logits: e^(logit - top) in Q30 (exp_neg_coarse;
+   logits within +-2^30); returns their total, summed in 32-bit pieces (cheaper than a 64-bit
+   sum). */
+#if defined(__ARM_ARCH_6M__)
+/* Cortex-M0+: 24 cycles a logit where GCC's code takes 38 (it keeps rematerializing the
+   constants). exp_neg_coarse's two tests, z < EXP_FLOOR and n < 31, become one clamp of
+   m = top - logit to 2^21 (= -EXP_FLOOR), where n = 46: a register shift by 32 or more gives
+   0, as the tests do. r0 the logits, r1 their end, r2 top, r3/r4 work, r5 the total's low
+   word, r6 the table, r7 log2(e) in Q15; r8 2^21, r9 2^19 (the rounding), r10 the carries. */
+uint64_t tlm_exp_weights(int32_t *logits, uint32_t n, int32_t top, const int32_t *table);
+__asm__(
+    ".text\n .syntax unified\n .balign 4\n .global tlm_exp_weights\n"
+    ".type tlm_exp_weights, %function\n .thumb_func\n"
+    "tlm_exp_weights:\n"
+    " push {r4-r7, lr}\n mov r4, r8\n mov r5, r9\n mov r6, r10\n push {r4-r6}\n"
+    " lsls r1, r1, #2\n adds r1, r0, r1\n movs r5, #0\n mov r10, r5\n movs r6, r3\n"
+    " ldr r7, =47274\n movs r3, #1\n lsls r3, r3, #21\n mov r8, r3\n lsrs r3, r3, #2\n"
+    " mov r9, r3\n cmp r0, r1\n beq 9f\n"
+    "1: ldr r3, [r0]\n subs r3, r2, r3\n cmp r3, r8\n bls 2f\n mov r3, r8\n"
+    "2: lsrs r3, r3, #5\n muls r3, r7, r3\n add r3, r9\n"        /* k = r3 >> 20 */
+    " lsls r4, r3, #6\n lsrs r4, r4, #26\n lsls r4, r4, #2\n"    /* (k & 63) * 4 */
+    " ldr r4, [r6, r4]\n lsrs r3, r3, #26\n lsrs r4, r4, r3\n"   /* table >> (k >> 6) */
+    " stmia r0!, {r4}\n adds r5, r5, r4\n bcc 3f\n mov r3, r10\n adds r3, #1\n mov r10, r3\n"
+    "3: cmp r0, r1\n bne 1b\n"
+    "9: movs r0, r5\n mov r1, r10\n pop {r4-r6}\n mov r8, r4\n mov r9, r5\n mov r10, r6\n"
+    " pop {r4-r7, pc}\n .ltorg\n"
+    " .size tlm_exp_weights, .-tlm_exp_weights\n");
+#endif
+
+static uint64_t exp_weights(int32_t *logits, uint32_t n, int32_t top) {
+#if defined(__ARM_ARCH_6M__)
+    return tlm_exp_weights(logits, n, top, EXP2_TABLE);
+#else
+    uint32_t low = 0, carries = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t p = (uint32_t)exp_neg_coarse(logits[i] - top);
+        logits[i] = (int32_t)p;
+        low += p;
+        carries += low < p;
+    }
+    return (uint64_t)carries << 32 | low;
+#endif
+}
+
 uint32_t tlm_sample(tlm_sampler *smp, int32_t *logits, uint32_t vocab_size, uint16_t *order) {
     uint32_t best = 0, n = vocab_size, temperature = smp->temperature_q16;
     int32_t top = logits[0];
     for (uint32_t i = 1; i < vocab_size; i++)
         if (logits[i] > top) best = i, top = logits[i];
     if (temperature == 0) return best;
-    int64_t inv_t = ((int64_t)1 << 32) / temperature;
-    uint32_t *p = (uint32_t *)logits;
-    uint32_t low = 0, carries = 0;   /* the total, in 32-bit pieces: cheaper than a 64-bit sum */
-    if (temperature == ONE)   /* z itself (logits are within +-2^30) */
-        for (uint32_t i = 0; i < vocab_size; i++) {
-            p[i] = (uint32_t)exp_neg_coarse(logits[i] - top);
-            low += p[i];
-            carries += low < p[i];
-        }
-    else   /* a loop of its own: one loop testing the temperature costs 16 cycles a logit */
+    if (temperature != ONE) {   /* z / T in place of z = logit - top, then exps of those */
+        int64_t inv_t = ((int64_t)1 << 32) / temperature;
         for (uint32_t i = 0; i < vocab_size; i++) {
             int32_t z = logits[i] - top;
             if (z < -(1 << 27)) z = -(1 << 27);   /* so that z * inv_t fits 64 bits */
             int64_t scaled = (z * inv_t) >> 16;
-            z = scaled < EXP_FLOOR ? EXP_FLOOR - 1 : (int32_t)scaled;
-            p[i] = (uint32_t)exp_neg_coarse(z);
-            low += p[i];
-            carries += low < p[i];
+            logits[i] = scaled < EXP_FLOOR ? EXP_FLOOR - 1 : (int32_t)scaled;
         }
-    uint64_t mass = (uint64_t)carries << 32 | low;
+        top = 0;
+    }
+    uint32_t *p = (uint32_t *)logits;
+    uint64_t mass = exp_weights(logits, vocab_size, top);
     int sorted = smp->top_k > 0 || smp->top_p_q16 < ONE, by_top_k = 0;
     uint32_t kept = n;
     if (sorted) {

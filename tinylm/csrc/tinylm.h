@@ -49,8 +49,7 @@ typedef struct {
     int16_t *xq;                     /* a matrix's input, rounded to int8 values */
     int8_t *kcache, *vcache;         /* [layer][position][kv head][head_dim] */
     uint8_t *kscale, *vscale;        /* one scale code per [layer][position][kv head] */
-    int16_t *q16;
-    int64_t *acc;                    /* attention sums, head_dim */
+    int32_t inv_sqrt_head_dim;       /* 1 / sqrt(head_dim) in Q15, folded into q */
     int32_t pending;                 /* token sampled last, to feed next; -1 none */
     /* Optional, for a CPU with two cores (set after tlm_init): runs task(arg, 0) and
        task(arg, 1) at the same time, one per core, and returns when both are done; each does
