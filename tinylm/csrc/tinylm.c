@@ -653,41 +653,6 @@ __asm__(
     "8: lw s0, 0(sp)\n lw s1, 4(sp)\n lw s2, 8(sp)\n addi sp, sp, 16\n"
     "9: ret\n"
     " .size tlm_pair_sums, .-tlm_pair_sums\n");
-#elif (defined(__SSE2__) || defined(__ARM_NEON)) && !defined(TLM_PORTABLE_PAIRS)
-/* CPUs with SIMD (the host): the same sums from a plain int8 x int16 dot product, which the
-   compiler turns into a few vector instructions per 8 or 16 products, plus what the packing
-   adds, which depends on the input alone: per word 128 (x0 + x1 + x2 + x3), less 1 for each
-   of x2 and x3 below 0 (see above). -DTLM_PORTABLE_PAIRS builds the portable kernel below
-   instead (tests/test_two_cores.py holds the two to the same logits). */
-static void tlm_pair_sums(const uint8_t *restrict rows, const int32_t *restrict x,
-                          int32_t *restrict sums, uint32_t group_words, uint32_t words,
-                          uint32_t stride, uint32_t pairs) {
-    uint32_t n_groups = (words + group_words - 1) / group_words;
-    int16_t plain[4 * (size_t)words + 1];        /* the input unpacked, column by column */
-    int32_t extra[n_groups + 1];
-    for (uint32_t k = 0; k < words; k++) {
-        int16_t x2 = (int16_t)x[2 * k], x3 = (int16_t)x[2 * k + 1];
-        int16_t x0 = (int16_t)((x[2 * k] - x2) >> 16), x1 = (int16_t)((x[2 * k + 1] - x3) >> 16);
-        plain[4 * k] = x0, plain[4 * k + 1] = x1, plain[4 * k + 2] = x2, plain[4 * k + 3] = x3;
-        if (k % group_words == 0) extra[k / group_words] = 0;
-        extra[k / group_words] += 128 * (x0 + x1 + x2 + x3) - (x2 < 0) - (x3 < 0);
-    }
-    for (uint32_t p = 0; p < pairs; p++) {
-        const int8_t *row0 = (const int8_t *)(rows + (size_t)2 * p * stride);
-        const int8_t *row1 = row0 + stride;
-        for (uint32_t g = 0; g < n_groups; g++) {
-            uint32_t j = 4 * g * group_words, end = 4 * (g + 1) * group_words;
-            if (end > 4 * words) end = 4 * words;
-            int32_t dot0 = 0, dot1 = 0;
-            for (; j < end; j++) {
-                dot0 += row0[j] * plain[j];
-                dot1 += row1[j] * plain[j];
-            }
-            *sums++ = dot0 + extra[g];
-            *sums++ = dot1 + extra[g];
-        }
-    }
-}
 #else
 /* Portable C, shaped for rv32 (ESP32-C3), which has no register-plus-register addressing and
    no multiply-add: three pointers (the two rows, the input) step together, each input word
@@ -735,6 +700,17 @@ static void tlm_pair_sums(const uint8_t *restrict rows, const int32_t *restrict 
 }
 #endif
 
+/* CPUs with SIMD (the host) skip the pair kernel. Two products per multiply is what makes a
+   32-bit core fast; a vector unit does 8 or 16 plain int8 x int16 products an instruction,
+   which the compiler makes of int8_rows' dot over s->xq, so the host neither packs the input
+   nor takes the packing out again. The sums are the same (-DTLM_PORTABLE_PAIRS builds the
+   host with the portable kernel; tests/test_two_cores.py holds both to the same logits). */
+#if (defined(__SSE2__) || defined(__ARM_NEON)) && !defined(TLM_PORTABLE_PAIRS)
+#define PAIR_KERNEL 0
+#else
+#define PAIR_KERNEL 1
+#endif
+
 /* Bits to cut from a group's dot so that it has 15: |dot| <= top * 63 * group_size. */
 static int group_shift(uint32_t dtype, uint32_t group) {
     int bits = bit_length((dtype == Q8 ? 127u : 8u) * INPUT_TOP * group) - 15;
@@ -742,9 +718,9 @@ static int group_shift(uint32_t dtype, uint32_t group) {
 }
 
 /* Round the input once for every matrix that takes it (the matrix of `section` and those
-   of its type after it): int16 slots in s->xq and, when the matrix is int8 (or int4) and the
-   shapes allow, packed for its kernel in s->scratch, followed by the groups' corrections
-   (packed is then 8, or 4). */
+   of its type after it): int16 slots in s->xq and, when the matrix is int8 (with the pair
+   kernel) or int4 and the shapes allow, packed for its kernel in s->scratch, followed by the
+   groups' corrections (packed is then 8, or 4). */
 static input prepare_input(tlm_state *s, const int32_t *x, uint32_t section) {
     const tlm_model *m = s->m;
     entry e = get_entry(m, section);
@@ -757,7 +733,7 @@ static input prepare_input(tlm_state *s, const int32_t *x, uint32_t section) {
     for (uint32_t j = 0; j < cols; j++) s->xq[j] = (int16_t)to_int8(x[j], in.scale);
     if (!n_groups || cols / 2 + n_groups > scratch_words) return in;
     int32_t *packed = s->scratch, *correction = packed + cols / 2;
-    if (bits == 8 && cols % 4 == 0 && group % 4 == 0) {
+    if (PAIR_KERNEL && bits == 8 && cols % 4 == 0 && group % 4 == 0) {
         in.packed = 8;
         for (uint32_t g = 0; g < n_groups; g++)   /* with the rounding of group_shift */
             correction[g] = (1 << group_shift(Q8, group)) >> 1;
@@ -855,7 +831,38 @@ static void pair_rows(const product *p, uint32_t first, uint32_t count, int32_t 
     }
 }
 
-/* Rows first..end-1: two at a time through the pair kernel when the input is packed. */
+/* Rows first..end-1 of an int8 matrix without the pair kernel: each group's plain dot over
+   s->xq, whose correction is just the rounding, two rows at a time so that they share the
+   loads of the input (a last odd row goes with itself). */
+static void int8_rows(const product *p, uint32_t first, uint32_t end) {
+    const int16_t *xq = p->s->xq;
+    uint32_t cols = p->cols, group = p->group, n_groups = p->n_groups;
+    int group_shift = p->group_shift, sum_shift = p->sum_shift;
+    int32_t rounding = (1 << group_shift) >> 1, xm = p->in->scale.m;
+    for (uint32_t i = first; i < end; i += 2) {
+        uint32_t second = i + 1 < end;
+        const int8_t *row0 = (const int8_t *)(p->w + (size_t)i * cols);
+        const int8_t *row1 = row0 + second * cols;
+        const uint16_t *scales0 = p->scales + (size_t)i * n_groups;
+        const uint16_t *scales1 = scales0 + second * n_groups;
+        int32_t total0 = 0, total1 = 0;
+        for (uint32_t g = 0, j = 0; g < n_groups; g++) {
+            uint32_t end_j = j + group < cols ? j + group : cols;
+            int32_t dot0 = 0, dot1 = 0;
+            for (; j < end_j; j++) {
+                dot0 += row0[j] * xq[j];
+                dot1 += row1[j] * xq[j];
+            }
+            total0 += group_term(dot0, rounding, scales0[g], group_shift, sum_shift);
+            total1 += group_term(dot1, rounding, scales1[g], group_shift, sum_shift);
+        }
+        p->y[i] = scale_sat(total0 * xm, p->out_shift);
+        p->y[i + second] = scale_sat(total1 * xm, p->out_shift);
+    }
+}
+
+/* Rows first..end-1: two at a time through the pair kernel when the input is packed, else
+   int8 rows by plain dots and int4 rows one by one. */
 static void product_rows(const product *p, uint32_t first, uint32_t end) {
     const int16_t *restrict xq = p->s->xq;
     if (p->nibbles) {
@@ -873,24 +880,23 @@ static void product_rows(const product *p, uint32_t first, uint32_t end) {
         if (i < end) pair_rows(p, i, 1, sums);   /* a last odd row goes with itself */
         return;
     }
-    for (uint32_t i = first; i < end; i++) {
+    if (p->row_bytes == p->cols) {
+        int8_rows(p, first, end);
+        return;
+    }
+    for (uint32_t i = first; i < end; i++) {   /* int4, two per byte */
         const uint8_t *row = p->w + (size_t)i * p->row_bytes;
         const uint16_t *scales = p->scales + (size_t)i * p->n_groups;
         int32_t total = 0;
         for (uint32_t g = 0, j = 0; g < p->n_groups; g++) {
             uint32_t end_j = j + p->group < p->cols ? j + p->group : p->cols;
             int32_t dot = (1 << p->group_shift) >> 1;   /* the rounding */
-            if (p->row_bytes == p->cols) {
-                const int8_t *r = (const int8_t *)row;
-                for (; j < end_j; j++) dot += r[j] * xq[j];
-            } else {           /* int4, two per byte: whole bytes in the middle */
-                for (; j < end_j && (j & 1); j++) dot += int4_at(row, j) * xq[j];
-                for (; j + 1 < end_j; j += 2) {
-                    int b = row[j >> 1];
-                    dot += (((b & 15) ^ 8) - 8) * xq[j] + (((b >> 4) ^ 8) - 8) * xq[j + 1];
-                }
-                for (; j < end_j; j++) dot += int4_at(row, j) * xq[j];
+            for (; j < end_j && (j & 1); j++) dot += int4_at(row, j) * xq[j];
+            for (; j + 1 < end_j; j += 2) {   /* whole bytes in the middle */
+                int b = row[j >> 1];
+                dot += (((b & 15) ^ 8) - 8) * xq[j] + (((b >> 4) ^ 8) - 8) * xq[j + 1];
             }
+            for (; j < end_j; j++) dot += int4_at(row, j) * xq[j];
             total += ((dot >> p->group_shift) * (int32_t)scales[g]) >> p->sum_shift;
         }
         p->y[i] = scale_sat(total * p->in->scale.m, p->out_shift);
