@@ -5,7 +5,8 @@ step (tolerance 0: any difference is a bug, not rounding) and identical tokens. 
 stories260K int8 and int4 (imported with `tinylm import-llama2c`, quantized with `tinylm
 quantize`), a model trained with tinylm (GQA, untied head) at 8, 4 and 32 bits, a
 ~1K-parameter model, and a small one with odd shapes (tests/odd_shapes.py). The RP2040 build,
-in the emulator, gives the host's tokens for rows of one group (its pair kernel's own path)."""
+in the emulator, gives the host's tokens for rows of one group (its pair kernel's own path) and
+rows of 64 columns (its one-pass kernel)."""
 import ctypes
 import json
 import random
@@ -239,14 +240,24 @@ def one_group_config(vocab_size: int) -> ModelConfig:
                        head_dim=8, hidden_dim=41, max_seq_len=128)
 
 
+def width_64_config(vocab_size: int) -> ModelConfig:
+    """Rows of 64 columns, two groups of 32 (stories260K's width), which the Cortex-M0+ build
+    does in one assembly pass (tlm_rows64); w1's and w3's last row, odd, is left to C."""
+    return ModelConfig(vocab_size=vocab_size, dim=64, n_layers=1, n_heads=2, n_kv_heads=1,
+                       head_dim=32, hidden_dim=43, max_seq_len=128)
+
+
 @pytest.mark.skipif(emulator.missing_tools() is not None,
                     reason=f"{emulator.missing_tools()} (.ci/run installs it)")
-def test_rp2040_build_gives_the_host_tokens_for_rows_of_one_group(tmp_path):
+@pytest.mark.parametrize("config, kernel", [(one_group_config, "tlm_pair_sums"),
+                                            (width_64_config, "tlm_rows64")])
+def test_rp2040_build_gives_the_host_tokens_for_its_row_kernels(tmp_path, config, kernel):
     tokenizer = stories_tokenizer()
-    path = write_model_bin(tmp_path / "one-group.bin",
-                           random_model(one_group_config(len(tokenizer))), tokenizer, 8)
+    path = write_model_bin(tmp_path / "model.bin", random_model(config(len(tokenizer))),
+                           tokenizer, 8)
     firmware = emulator.build_firmware(seed=3, max_tokens=24)
-    run = emulator.run(firmware, emulator.model_flash(path), b"Once upon\n")
+    run = emulator.run(firmware, emulator.model_flash(path), b"Once upon\n", profile=True)
+    assert emulator.cycles_by_function(run.profile, firmware)[kernel] > 0   # the path ran
     text = next(e for e in emulator.answers(run.output) if isinstance(e, protocol.Text))
     host = CliRunner().invoke(main, ["run", str(path), "--engine", "c", "--prompt", "Once upon",
                                      "--seed", "3", "--max-tokens", "24"])

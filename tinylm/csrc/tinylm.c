@@ -541,10 +541,10 @@ typedef struct {
    On the stack from sp + 36: x, bytes of x per group, words, stride, pairs left. */
 void tlm_pair_sums(const uint8_t *rows, const int32_t *x, int32_t *sums, uint32_t group_words,
                    uint32_t words, uint32_t stride, uint32_t pairs);
-#define PAIR_HALF(sum)                                                                     \
+#define PAIR_PRODUCTS /* r1, a word of a row -> its two shifted products, in r1 and r3 */     \
     "eors r1, r7\n lsrs r3, r1, #8\n ands r3, r6\n ands r1, r6\n muls r1, r4, r1\n"         \
-    "muls r3, r5, r3\n asrs r1, r1, #16\n asrs r3, r3, #16\n add " sum ", r1\n"             \
-    "add " sum ", r3\n"
+    "muls r3, r5, r3\n asrs r1, r1, #16\n asrs r3, r3, #16\n"
+#define PAIR_HALF(sum) PAIR_PRODUCTS "add " sum ", r1\n add " sum ", r3\n"
 #define PAIR_WORD(k)                                                                       \
     "ldmia r2!, {r4, r5}\n ldr r1, [r0, #" #k "]\n" PAIR_HALF("r8")                        \
     "mov r1, r10\n ldr r1, [r1, #" #k "]\n" PAIR_HALF("r9")
@@ -599,6 +599,50 @@ __asm__(
     " ldr r1, [sp, #52]\n subs r1, r1, #1\n str r1, [sp, #52]\n beq 22f\n b 20b\n"
     "22: b 8b\n"
     " .size tlm_pair_sums, .-tlm_pair_sums\n");
+
+/* Rows of 64 columns, two groups of 8 words (most matrices of a model 64 wide), the whole
+   product in one pass: the pair kernel's arithmetic, each group's two sums scaled while
+   they are in registers, each pair's outputs written (pair_rows' arithmetic, with no sums
+   stored and read back). Row 1 is 64 bytes after row 0: one pointer with immediate offsets
+   reaches both. With c_g group g's correction (after the 32 words of packed input) and s_rg
+   row r's scale (s00 s01 s10 s11, one pair's, are adjacent):
+       total_r = sum_g ((sum_rg + c_g) >> 3) s_rg >> 6      (group_shift 3, sum_shift 6)
+       y_r = (((total_r xm) >> down) + 1) >> 1            (scale_sat, out_shift = down + 1)
+   Registers: r0 row 0, r2 the input, r1/r3 the halves of a weight word (at a group's end,
+   the rows' terms), r4/r5 X02/X13 (at a group's end, c_g and a scale, and r5 the scales),
+   r6 0x00FF00FF, r7 0x80808080; high: r8/r9 the group's sums, r10 y, r11/r12 the first
+   group's terms, lr the pair's scales. On the stack from sp + 36: the rows' end, xm, down.
+   27 cycles a word of both rows (the pair kernel's 28 less the step to row 1), 65 a pair
+   for the rest. */
+void tlm_rows64(const uint8_t *rows, const int32_t *x, int32_t *y, const uint16_t *scales,
+                const uint8_t *rows_end, int32_t xm, int32_t down);
+#define ROWS64_WORD(k, op) /* word k of both rows; op "mov" for a group's first word */    \
+    "ldmia r2!, {r4, r5}\n ldr r1, [r0, #" #k "]\n" PAIR_PRODUCTS op " r8, r1\n add r8, r3\n"   \
+    "ldr r1, [r0, #64+" #k "]\n" PAIR_PRODUCTS op " r9, r1\n add r9, r3\n"
+#define ROWS64_TERMS(c, s0, s1) /* r1, r3: the terms; c_g at r2 + c, scales at lr + s */   \
+    "ldr r4, [r2, #" #c "]\n mov r1, r8\n adds r1, r4\n asrs r1, r1, #3\n mov r3, r9\n"        \
+    "adds r3, r4\n asrs r3, r3, #3\n mov r5, lr\n ldrh r4, [r5, #" #s0 "]\n muls r1, r4, r1\n" \
+    "ldrh r4, [r5, #" #s1 "]\n muls r3, r4, r3\n asrs r1, r1, #6\n asrs r3, r3, #6\n"
+__asm__(
+    ".text\n .syntax unified\n .balign 4\n .global tlm_rows64\n"
+    ".type tlm_rows64, %function\n .thumb_func\n"
+    "tlm_rows64:\n"
+    " push {r4-r7, lr}\n mov r4, r8\n mov r5, r9\n mov r6, r10\n mov r7, r11\n push {r4-r7}\n"
+    " mov r10, r2\n mov lr, r3\n mov r2, r1\n ldr r6, =0x00FF00FF\n ldr r7, =0x80808080\n"
+    " b 1f\n .ltorg\n"
+    "1:\n" ROWS64_WORD(0, "mov") ROWS64_WORD(4, "add") ROWS64_WORD(8, "add")
+    ROWS64_WORD(12, "add") ROWS64_WORD(16, "add") ROWS64_WORD(20, "add") ROWS64_WORD(24, "add")
+    ROWS64_WORD(28, "add") ROWS64_TERMS(64, 0, 4) " mov r11, r1\n mov r12, r3\n"
+    ROWS64_WORD(32, "mov") ROWS64_WORD(36, "add") ROWS64_WORD(40, "add")
+    ROWS64_WORD(44, "add") ROWS64_WORD(48, "add") ROWS64_WORD(52, "add") ROWS64_WORD(56, "add")
+    ROWS64_WORD(60, "add") ROWS64_TERMS(4, 2, 6) " add r1, r11\n add r3, r12\n"
+    " ldr r4, [sp, #40]\n muls r1, r4, r1\n muls r3, r4, r3\n"              /* the outputs */
+    " ldr r4, [sp, #44]\n asrs r1, r1, r4\n asrs r3, r3, r4\n adds r1, #1\n adds r3, #1\n"
+    " asrs r1, r1, #1\n asrs r3, r3, #1\n mov r4, r10\n stmia r4!, {r1, r3}\n mov r10, r4\n"
+    " adds r5, #8\n mov lr, r5\n adds r0, #128\n subs r2, #128\n"           /* the next pair */
+    " ldr r4, [sp, #36]\n cmp r0, r4\n beq 2f\n b 1b\n"
+    "2: pop {r4-r7}\n mov r8, r4\n mov r9, r5\n mov r10, r6\n mov r11, r7\n pop {r4-r7, pc}\n"
+    " .size tlm_rows64, .-tlm_rows64\n");
 #elif defined(__riscv) && __riscv_xlen == 32
 /* RV32IM (ESP32-C3): one instruction a cycle, 31 registers, no register-plus-register
    addressing. A word of both rows takes 24 instructions: the input's two words loaded once,
@@ -872,6 +916,15 @@ static void product_rows(const product *p, uint32_t first, uint32_t end) {
     if (p->pairs) {   /* as many pairs at a time as the sums buffer holds */
         int32_t sums[PAIR_SUMS];
         uint32_t chunk = PAIR_SUMS / p->n_groups & ~1u, i = first;
+#if defined(__ARM_ARCH_6M__)
+        if (p->cols == 64 && p->group == 32 && p->out_shift > 0 && p->out_shift < 32 &&
+            end - i >= 2) {   /* the pairs in one pass (tlm_rows64), a last odd row below */
+            i += (end - i) & ~1u;
+            tlm_rows64(p->w + (size_t)first * 64, p->s->scratch, p->y + first,
+                       p->scales + (size_t)first * 2, p->w + (size_t)i * 64, p->in->scale.m,
+                       p->out_shift - 1);
+        }
+#endif
         while (i + 1 < end) {
             uint32_t count = end - i < chunk ? (end - i) & ~1u : chunk;
             pair_rows(p, i, count, sums);
