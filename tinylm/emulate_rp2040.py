@@ -44,7 +44,8 @@ CPU_HZ = 133_000_000
 XIP_BYTES_PER_SECOND = CPU_HZ / 2 * 8 / (8 + 4 + 16)
 XIP_CACHE_BYTES = 16 * 1024
 # The functions that do a matrix's rows: what the two cores share on hardware (run_both)
-ROW_FUNCTIONS = {"tlm_pair_sums", "pair_rows", "nibble_rows", "product_rows", "product_half"}
+ROW_FUNCTIONS = {"tlm_pair_sums", "tlm_rows64", "pair_rows", "nibble_rows", "product_rows",
+                 "product_half"}
 
 
 def missing_tools() -> str | None:
@@ -164,8 +165,11 @@ def model_flash(model_path: str | Path) -> list[tuple[int, bytes]]:
 def bench(model_path: str | Path, prompt: bytes = b"Once upon a time", max_tokens: int = 64,
           seed: int = 0) -> dict:
     """Cycles for the prompt and per generated token, and what they mean at 133 MHz; the
-    share of the matrices' rows in them (from the emulated program counter), hence cycles
+    share of the matrices' rows in the generated tokens' cycles (from the emulated program
+    counter, less a run that makes one token: boot, prompt and first token), hence cycles
     per MAC of the matrix kernels alone and an estimate for both cores."""
+    if max_tokens < 2:
+        raise ValueError("a benchmark needs at least 2 tokens")
     firmware = build_firmware(seed, max_tokens)
     result = run(firmware, model_flash(model_path), prompt + b"\n", profile=True)
     events = answers(result.output)
@@ -187,7 +191,11 @@ def bench(model_path: str | Path, prompt: bytes = b"Once upon a time", max_token
     cached = ready.fields.get("weights") == "sram" or weight_bytes <= XIP_CACHE_BYTES
     flash_tok_s = None if cached else XIP_BYTES_PER_SECOND / weight_bytes
     headline = compute_tok_s if cached else min(compute_tok_s, flash_tok_s)
-    rows_share = share_of(result.profile, firmware, ROW_FUNCTIONS)
+    first = build_firmware(seed, 1)
+    by_function = cycles_by_function(result.profile, firmware)
+    by_function.subtract(cycles_by_function(
+        run(first, model_flash(model_path), prompt + b"\n", profile=True).profile, first))
+    rows_share = sum(by_function[name] for name in ROW_FUNCTIONS) / sum(by_function.values())
     dual_core_tok_s = CPU_HZ / (generation_cycles * (1 - rows_share / 2))
     arena = int(ready.fields["arena"])
     return {
@@ -215,13 +223,13 @@ def bench(model_path: str | Path, prompt: bytes = b"Once upon a time", max_token
     }
 
 
-def share_of(profile: dict[int, int], firmware: Firmware, names: set[str]) -> float:
-    """The fraction of a run's cycles spent in these functions (GCC's .isra/.part copies
-    included)."""
+def cycles_by_function(profile: dict[int, int], firmware: Firmware) -> Counter:
+    """A run's cycles by function (GCC's .isra/.part copies counted as the function)."""
     starts = function_starts(firmware)
-    inside = sum(cycles for address, cycles in profile.items()
-                 if function_at(starts, address).split(".")[0] in names)
-    return inside / sum(profile.values())
+    by_function = Counter()
+    for address, cycles in profile.items():
+        by_function[function_at(starts, address).split(".")[0]] += cycles
+    return by_function
 
 
 def matvec_macs(config) -> int:
@@ -258,13 +266,9 @@ def profile(model_path: str | Path, prompt: bytes = b"Once upon a time", max_tok
         if not isinstance(done, protocol.Done) or int(done.fields["tokens"]) != n:
             raise ValueError(f"the firmware did not make {n} tokens: try another --seed or "
                              f"--prompt ({result.output[-200:]!r})")
-        runs.append(Counter(result.profile))
-    few, many = runs
-    many.subtract(few)
-    starts = function_starts(firmware)
-    by_function = Counter()
-    for address, cycles in many.items():
-        by_function[function_at(starts, address)] += cycles
+        runs.append(cycles_by_function(result.profile, firmware))
+    few, by_function = runs
+    by_function.subtract(few)
     return {name: round(n / (max_tokens - 1)) for name, n in by_function.most_common() if n > 0}
 
 
