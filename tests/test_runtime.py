@@ -242,15 +242,25 @@ def one_group_config(vocab_size: int) -> ModelConfig:
 
 def width_64_config(vocab_size: int) -> ModelConfig:
     """Rows of 64 columns, two groups of 32 (stories260K's width), which the Cortex-M0+ build
-    does in one assembly pass (tlm_rows64); w1's and w3's last row, odd, is left to C."""
+    does four at a time in one assembly pass (tlm_quads64); w1 and w3 have 43 rows, so one
+    core's half (20 + 23) leaves a pair (tlm_rows_wide) and an odd last row (C)."""
     return ModelConfig(vocab_size=vocab_size, dim=64, n_layers=1, n_heads=2, n_kv_heads=1,
                        head_dim=32, hidden_dim=43, max_seq_len=128)
+
+
+def wide_config(vocab_size: int) -> ModelConfig:
+    """Rows of 72 columns (groups of 8, 8 and 2 words) and, in w2, of 96 (8, 8, 8), which the
+    Cortex-M0+ build does in one assembly pass entering its word blocks part way for a
+    short last group (tlm_rows_wide)."""
+    return ModelConfig(vocab_size=vocab_size, dim=72, n_layers=1, n_heads=3, n_kv_heads=1,
+                       head_dim=24, hidden_dim=96, max_seq_len=128)
 
 
 @pytest.mark.skipif(emulator.missing_tools() is not None,
                     reason=f"{emulator.missing_tools()} (.ci/run installs it)")
 @pytest.mark.parametrize("config, kernel", [(one_group_config, "tlm_pair_sums"),
-                                            (width_64_config, "tlm_rows64")])
+                                            (width_64_config, "tlm_quads64"),
+                                            (wide_config, "tlm_rows_wide")])
 def test_rp2040_build_gives_the_host_tokens_for_its_row_kernels(tmp_path, config, kernel):
     tokenizer = stories_tokenizer()
     path = write_model_bin(tmp_path / "model.bin", random_model(config(len(tokenizer))),

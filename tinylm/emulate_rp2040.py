@@ -44,7 +44,7 @@ CPU_HZ = 133_000_000
 XIP_BYTES_PER_SECOND = CPU_HZ / 2 * 8 / (8 + 4 + 16)
 XIP_CACHE_BYTES = 16 * 1024
 # The functions that do a matrix's rows: what the two cores share on hardware (run_both)
-ROW_FUNCTIONS = {"tlm_pair_sums", "tlm_rows64", "pair_rows", "nibble_rows", "product_rows",
+ROW_FUNCTIONS = {"tlm_pair_sums", "tlm_quads64", "tlm_rows_wide", "pair_rows", "nibble_rows", "product_rows",
                  "product_half"}
 
 

@@ -600,49 +600,124 @@ __asm__(
     "22: b 8b\n"
     " .size tlm_pair_sums, .-tlm_pair_sums\n");
 
-/* Rows of 64 columns, two groups of 8 words (most matrices of a model 64 wide), the whole
-   product in one pass: the pair kernel's arithmetic, each group's two sums scaled while
-   they are in registers, each pair's outputs written (pair_rows' arithmetic, with no sums
-   stored and read back). Row 1 is 64 bytes after row 0: one pointer with immediate offsets
-   reaches both. With c_g group g's correction (after the 32 words of packed input) and s_rg
-   row r's scale (s00 s01 s10 s11, one pair's, are adjacent):
+/* Rows of 64 columns, two groups of 8 words (most matrices of a model 64 wide), four rows at
+   a time, the whole product in one pass: each load of the input serves four rows, each
+   group's sums are scaled while they are in registers, and the outputs are written. Rows 0
+   and 1 are r0 + k and r0 + 64 + k, rows 2 and 3 the same from r10 = r0 + 128 (one more
+   cycle each: a high register). With c_g group g's correction (after the 32 words of packed
+   input) and s_rg row r's scale (a quad's 8 are adjacent, row by row):
        total_r = sum_g ((sum_rg + c_g) >> 3) s_rg >> 6      (group_shift 3, sum_shift 6)
        y_r = (((total_r xm) >> down) + 1) >> 1            (scale_sat, out_shift = down + 1)
-   Registers: r0 row 0, r2 the input, r1/r3 the halves of a weight word (at a group's end,
-   the rows' terms), r4/r5 X02/X13 (at a group's end, c_g and a scale, and r5 the scales),
-   r6 0x00FF00FF, r7 0x80808080; high: r8/r9 the group's sums, r10 y, r11/r12 the first
-   group's terms, lr the pair's scales. On the stack from sp + 36: the rows' end, xm, down.
-   27 cycles a word of both rows (the pair kernel's 28 less the step to row 1), 65 a pair
-   for the rest. */
-void tlm_rows64(const uint8_t *rows, const int32_t *x, int32_t *y, const uint16_t *scales,
-                const uint8_t *rows_end, int32_t xm, int32_t down);
-#define ROWS64_WORD(k, op) /* word k of both rows; op "mov" for a group's first word */    \
-    "ldmia r2!, {r4, r5}\n ldr r1, [r0, #" #k "]\n" PAIR_PRODUCTS op " r8, r1\n add r8, r3\n"   \
-    "ldr r1, [r0, #64+" #k "]\n" PAIR_PRODUCTS op " r9, r1\n add r9, r3\n"
-#define ROWS64_TERMS(c, s0, s1) /* r1, r3: the terms; c_g at r2 + c, scales at lr + s */   \
-    "ldr r4, [r2, #" #c "]\n mov r1, r8\n adds r1, r4\n asrs r1, r1, #3\n mov r3, r9\n"        \
-    "adds r3, r4\n asrs r3, r3, #3\n mov r5, lr\n ldrh r4, [r5, #" #s0 "]\n muls r1, r4, r1\n" \
-    "ldrh r4, [r5, #" #s1 "]\n muls r3, r4, r3\n asrs r1, r1, #6\n asrs r3, r3, #6\n"
+   Registers: r0 row 0, r2 the input, r1/r3 the halves of a weight word, r4/r5 X02/X13, r6
+   0x00FF00FF, r7 0x80808080; high: r8/r9/r11/r12 the rows' sums, r10 row 2, lr the quad's
+   scales. The first group's terms wait on the stack (sp + 0..12); at the end the totals
+   are made in r0-r3, whose row pointers can be made again from r10. Locals: y at sp + 16,
+   x at sp + 20; arguments from sp + 60: the rows' end, xm, down. 53 cycles a word of the
+   four rows (16 MACs), about 125 a quad for the rest. */
+void tlm_quads64(const uint8_t *rows, const int32_t *x, int32_t *y, const uint16_t *scales,
+                 const uint8_t *rows_end, int32_t xm, int32_t down);
+#define QUAD_WORD(k, op) /* word k of the four rows; op "mov" for a group's first word */   \
+    "ldmia r2!, {r4, r5}\n ldr r1, [r0, #" #k "]\n" PAIR_PRODUCTS op " r8, r1\n add r8, r3\n"  \
+    "ldr r1, [r0, #64+" #k "]\n" PAIR_PRODUCTS op " r9, r1\n add r9, r3\n"                   \
+    "mov r1, r10\n ldr r1, [r1, #" #k "]\n" PAIR_PRODUCTS op " r11, r1\n add r11, r3\n"      \
+    "mov r1, r10\n ldr r1, [r1, #64+" #k "]\n" PAIR_PRODUCTS op " r12, r1\n add r12, r3\n"
+#define QUAD_GROUP(k) /* the 8 words of a group from word k */                            \
+    QUAD_WORD(k, "mov") QUAD_WORD(k + 4, "add") QUAD_WORD(k + 8, "add")                   \
+    QUAD_WORD(k + 12, "add") QUAD_WORD(k + 16, "add") QUAD_WORD(k + 20, "add")           \
+    QUAD_WORD(k + 24, "add") QUAD_WORD(k + 28, "add")
+#define QUAD_TERM(out, tmp, sum, s) /* a row's term of a group: c_g in r4, scales at r5 */  \
+    "mov " out ", " sum "\n adds " out ", r4\n asrs " out ", " out ", #3\n"                  \
+    "ldrh " tmp ", [r5, #" #s "]\n muls " out ", " tmp ", " out "\n asrs " out ", " out ", #6\n"
+#define QUAD_TOTAL(out, tmp, sum, s, t) /* the second group's term plus the first's */    \
+    QUAD_TERM(out, tmp, sum, s) "ldr " tmp ", [sp, #" #t "]\n adds " out ", " tmp "\n"
 __asm__(
-    ".text\n .syntax unified\n .balign 4\n .global tlm_rows64\n"
-    ".type tlm_rows64, %function\n .thumb_func\n"
-    "tlm_rows64:\n"
+    ".text\n .syntax unified\n .balign 4\n .global tlm_quads64\n"
+    ".type tlm_quads64, %function\n .thumb_func\n"
+    "tlm_quads64:\n"
     " push {r4-r7, lr}\n mov r4, r8\n mov r5, r9\n mov r6, r10\n mov r7, r11\n push {r4-r7}\n"
-    " mov r10, r2\n mov lr, r3\n mov r2, r1\n ldr r6, =0x00FF00FF\n ldr r7, =0x80808080\n"
-    " b 1f\n .ltorg\n"
-    "1:\n" ROWS64_WORD(0, "mov") ROWS64_WORD(4, "add") ROWS64_WORD(8, "add")
-    ROWS64_WORD(12, "add") ROWS64_WORD(16, "add") ROWS64_WORD(20, "add") ROWS64_WORD(24, "add")
-    ROWS64_WORD(28, "add") ROWS64_TERMS(64, 0, 4) " mov r11, r1\n mov r12, r3\n"
-    ROWS64_WORD(32, "mov") ROWS64_WORD(36, "add") ROWS64_WORD(40, "add")
-    ROWS64_WORD(44, "add") ROWS64_WORD(48, "add") ROWS64_WORD(52, "add") ROWS64_WORD(56, "add")
-    ROWS64_WORD(60, "add") ROWS64_TERMS(4, 2, 6) " add r1, r11\n add r3, r12\n"
-    " ldr r4, [sp, #40]\n muls r1, r4, r1\n muls r3, r4, r3\n"              /* the outputs */
-    " ldr r4, [sp, #44]\n asrs r1, r1, r4\n asrs r3, r3, r4\n adds r1, #1\n adds r3, #1\n"
-    " asrs r1, r1, #1\n asrs r3, r3, #1\n mov r4, r10\n stmia r4!, {r1, r3}\n mov r10, r4\n"
-    " adds r5, #8\n mov lr, r5\n adds r0, #128\n subs r2, #128\n"           /* the next pair */
-    " ldr r4, [sp, #36]\n cmp r0, r4\n beq 2f\n b 1b\n"
-    "2: pop {r4-r7}\n mov r8, r4\n mov r9, r5\n mov r10, r6\n mov r11, r7\n pop {r4-r7, pc}\n"
-    " .size tlm_rows64, .-tlm_rows64\n");
+    " sub sp, #24\n str r2, [sp, #16]\n str r1, [sp, #20]\n mov lr, r3\n mov r2, r1\n"
+    " movs r1, #128\n adds r1, r0\n mov r10, r1\n"
+    " ldr r6, =0x00FF00FF\n ldr r7, =0x80808080\n b 1f\n .ltorg\n"
+    "1:\n" QUAD_GROUP(0)
+    " ldr r4, [r2, #64]\n mov r5, lr\n"                 /* the first group's terms, kept */
+    QUAD_TERM("r1", "r3", "r8", 0) " str r1, [sp, #0]\n" QUAD_TERM("r1", "r3", "r9", 4)
+    " str r1, [sp, #4]\n" QUAD_TERM("r1", "r3", "r11", 8) " str r1, [sp, #8]\n"
+    QUAD_TERM("r1", "r3", "r12", 12) " str r1, [sp, #12]\n"
+    QUAD_GROUP(32)
+    " ldr r4, [r2, #4]\n mov r5, lr\n"                           /* the totals in r0-r3 */
+    QUAD_TOTAL("r0", "r1", "r8", 2, 0) QUAD_TOTAL("r1", "r2", "r9", 6, 4)
+    QUAD_TOTAL("r2", "r3", "r11", 10, 8) QUAD_TOTAL("r3", "r4", "r12", 14, 12)
+    " ldr r4, [sp, #64]\n muls r0, r4, r0\n muls r1, r4, r1\n muls r2, r4, r2\n"  /* outputs */
+    " muls r3, r4, r3\n ldr r4, [sp, #68]\n asrs r0, r4\n asrs r1, r4\n asrs r2, r4\n"
+    " asrs r3, r4\n adds r0, #1\n adds r1, #1\n adds r2, #1\n adds r3, #1\n asrs r0, r0, #1\n"
+    " asrs r1, r1, #1\n asrs r2, r2, #1\n asrs r3, r3, #1\n ldr r4, [sp, #16]\n"
+    " stmia r4!, {r0-r3}\n str r4, [sp, #16]\n"
+    " mov r0, r10\n adds r0, #128\n mov r1, r0\n adds r1, #128\n mov r10, r1\n" /* next */
+    " adds r5, #16\n mov lr, r5\n ldr r2, [sp, #20]\n"
+    " ldr r4, [sp, #60]\n cmp r0, r4\n beq 2f\n b 1b\n"
+    "2: add sp, #24\n pop {r4-r7}\n mov r8, r4\n mov r9, r5\n mov r10, r6\n mov r11, r7\n"
+    " pop {r4-r7, pc}\n"
+    " .size tlm_quads64, .-tlm_quads64\n");
+
+/* Pairs of rows of any number of words in groups of 8 (32 columns; the last group 1 to 8
+   words), the whole product in one pass. Row 0 is read with ldmia (it advances by itself)
+   and row 1 at r0 + r10 (its stride less 4), so the 8 word blocks are identical and
+   position-free: a group of t words enters at block 8 - t (Duff's device), and no pointer
+   needs fixing between groups. Each group's sums start at its correction, so its terms are
+       ((sum_rg + c_g) >> 3) s_rg >> sum_shift
+   and the outputs are tlm_quads64's. 28 cycles a word of both rows (row 1's address takes
+   one more), 34 a group for its correction, terms and loop, about 45 a pair. Registers: r0
+   row 0, r2 the input, r1/r3 the halves of a weight word, r4/r5 X02/X13, r6 0x00FF00FF, r7
+   0x80808080; high: r8/r9 the sums, r10 row 1 from row 0, r11/r12 the totals, lr row 0's
+   scale of the group. Locals from sp: y, corrections - x/16, where the last group's input
+   starts, the address of its entry block, x, 2 n_groups (row 1's scales from row 0's).
+   Arguments from sp + 60: the rows' end, bytes of a row, the corrections, xm, down,
+   sum_shift, words of the last group. */
+void tlm_rows_wide(const uint8_t *rows, const int32_t *x, int32_t *y, const uint16_t *scales,
+                   const uint8_t *rows_end, uint32_t row_bytes, const int32_t *corrections,
+                   int32_t xm, int32_t down, int32_t sum_shift, uint32_t last_words);
+#define WIDE_BLOCK /* one word of both rows: 24 instructions, 48 bytes */                 \
+    "ldmia r2!, {r4, r5}\n ldmia r0!, {r1}\n" PAIR_PRODUCTS "add r8, r1\n add r8, r3\n"     \
+    "mov r1, r10\n ldr r1, [r0, r1]\n" PAIR_PRODUCTS "add r9, r1\n add r9, r3\n"
+#define WIDE_CORRECTION /* group g's input starts at x + 64 g: its correction is at */      \
+    /* (corrections - x/16) + r2/16, x being 16-byte aligned; the sums start at it */    \
+    " lsrs r4, r2, #4\n ldr r5, [sp, #4]\n ldr r5, [r5, r4]\n mov r8, r5\n mov r9, r5\n"
+__asm__(
+    ".text\n .syntax unified\n .balign 4\n .global tlm_rows_wide\n"
+    ".type tlm_rows_wide, %function\n .thumb_func\n"
+    "tlm_rows_wide:\n"
+    " push {r4-r7, lr}\n mov r4, r8\n mov r5, r9\n mov r6, r10\n mov r7, r11\n push {r4-r7}\n"
+    " sub sp, #24\n str r2, [sp, #0]\n str r1, [sp, #16]\n mov lr, r3\n"
+    " lsrs r3, r1, #4\n ldr r4, [sp, #68]\n subs r4, r3\n str r4, [sp, #4]\n"
+    " ldr r4, [sp, #64]\n subs r5, r4, #4\n mov r10, r5\n"          /* row 1 from row 0 */
+    " ldr r5, [sp, #84]\n lsls r4, r4, #1\n lsls r3, r5, #3\n subs r4, r3\n" /* 8 words */
+    " lsrs r3, r4, #5\n adds r3, #2\n str r3, [sp, #20]\n"    /* 2 n_groups: row 1's scales */
+    " adds r4, r1\n str r4, [sp, #8]\n"                    /* the last group's input */
+    " movs r4, #8\n subs r4, r5\n movs r3, #48\n muls r4, r3, r4\n adr r3, 5f\n adds r4, r3\n"
+    " adds r4, #1\n str r4, [sp, #12]\n"                        /* block 8 - last_words */
+    " ldr r6, =0x00FF00FF\n ldr r7, =0x80808080\n b 1f\n .ltorg\n"
+    " .balign 4\n nop\n"                       /* (never run: it puts block 0 at 4k) */
+    "4:" WIDE_CORRECTION                                               /* a whole group */
+    "5:\n" WIDE_BLOCK WIDE_BLOCK WIDE_BLOCK WIDE_BLOCK WIDE_BLOCK WIDE_BLOCK WIDE_BLOCK
+    WIDE_BLOCK
+    " mov r1, r8\n asrs r1, r1, #3\n mov r3, r9\n asrs r3, r3, #3\n"   /* the terms */
+    " mov r5, lr\n ldrh r4, [r5]\n muls r1, r4, r1\n"
+    " ldr r4, [sp, #20]\n ldrh r4, [r5, r4]\n muls r3, r4, r3\n"
+    " ldr r4, [sp, #80]\n asrs r1, r4\n asrs r3, r4\n add r11, r1\n add r12, r3\n"
+    " adds r5, #2\n mov lr, r5\n"
+    " ldr r4, [sp, #8]\n cmp r2, r4\n bhs 3f\n b 4b\n"                /* the next group */
+    "3: bne 6f\n" WIDE_CORRECTION " ldr r4, [sp, #12]\n bx r4\n"    /* the last group */
+    "6: ldr r4, [sp, #72]\n mov r1, r11\n muls r1, r4, r1\n mov r3, r12\n"  /* outputs */
+    " muls r3, r4, r3\n ldr r4, [sp, #76]\n asrs r1, r4\n asrs r3, r4\n adds r1, #1\n"
+    " adds r3, #1\n asrs r1, r1, #1\n asrs r3, r3, #1\n ldr r4, [sp, #0]\n"
+    " stmia r4!, {r1, r3}\n str r4, [sp, #0]\n"
+    " ldr r4, [sp, #64]\n adds r0, r4\n"           /* the next pair: rows and scales */
+    " mov r5, lr\n ldr r4, [sp, #20]\n adds r5, r4\n mov lr, r5\n"
+    " ldr r4, [sp, #60]\n cmp r0, r4\n beq 7f\n"
+    "1: ldr r2, [sp, #16]\n movs r1, #0\n mov r11, r1\n mov r12, r1\n b 4b\n"   /* a pair */
+    "7: add sp, #24\n pop {r4-r7}\n mov r8, r4\n mov r9, r5\n mov r10, r6\n mov r11, r7\n"
+    " pop {r4-r7, pc}\n"
+    " .size tlm_rows_wide, .-tlm_rows_wide\n");
 #elif defined(__riscv) && __riscv_xlen == 32
 /* RV32IM (ESP32-C3): one instruction a cycle, 31 registers, no register-plus-register
    addressing. A word of both rows takes 24 instructions: the input's two words loaded once,
@@ -913,19 +988,33 @@ static void product_rows(const product *p, uint32_t first, uint32_t end) {
         nibble_rows(p, first, end);
         return;
     }
-    if (p->pairs) {   /* as many pairs at a time as the sums buffer holds */
+    if (p->pairs) {
         int32_t sums[PAIR_SUMS];
-        uint32_t chunk = PAIR_SUMS / p->n_groups & ~1u, i = first;
+        uint32_t i = first;
 #if defined(__ARM_ARCH_6M__)
-        if (p->cols == 64 && p->group == 32 && p->out_shift > 0 && p->out_shift < 32 &&
-            end - i >= 2) {   /* the pairs in one pass (tlm_rows64), a last odd row below */
-            i += (end - i) & ~1u;
-            tlm_rows64(p->w + (size_t)first * 64, p->s->scratch, p->y + first,
-                       p->scales + (size_t)first * 2, p->w + (size_t)i * 64, p->in->scale.m,
-                       p->out_shift - 1);
+        if (p->group == 32 && p->n_groups > 1 && p->out_shift > 0 && p->out_shift < 32) {
+            /* in one assembly pass each: rows of 64 columns four at a time, then the other
+               pairs; a last odd row below */
+            int32_t xm = p->in->scale.m, down = p->out_shift - 1;
+            if (p->cols == 64 && end - i >= 4) {
+                uint32_t quads_end = i + ((end - i) & ~3u);
+                tlm_quads64(p->w + (size_t)i * 64, p->s->scratch, p->y + i, p->scales + i * 2,
+                            p->w + (size_t)quads_end * 64, xm, down);
+                i = quads_end;
+            }
+            if (end - i >= 2) {
+                uint32_t pairs_end = i + ((end - i) & ~1u);
+                tlm_rows_wide(p->w + (size_t)i * p->cols, p->s->scratch, p->y + i,
+                              p->scales + (size_t)i * p->n_groups,
+                              p->w + (size_t)pairs_end * p->cols, p->cols,
+                              p->s->scratch + p->cols / 2, xm, down, p->sum_shift,
+                              (p->cols / 4 - 1) % 8 + 1);
+                i = pairs_end;
+            }
         }
 #endif
-        while (i + 1 < end) {
+        /* as many pairs at a time as the sums buffer holds */
+        for (uint32_t chunk = PAIR_SUMS / p->n_groups & ~1u; i + 1 < end;) {
             uint32_t count = end - i < chunk ? (end - i) & ~1u : chunk;
             pair_rows(p, i, count, sums);
             i += count;
@@ -956,10 +1045,10 @@ static void product_rows(const product *p, uint32_t first, uint32_t end) {
     }
 }
 
-/* The two halves of the rows, split at an even row so that pairs stay whole. */
+/* The two halves of the rows, split at a multiple of 4 so that quads and pairs stay whole. */
 static void product_half(void *arg, uint32_t part) {
     const product *p = (const product *)arg;
-    uint32_t half = (p->rows / 2 + 1) & ~1u;
+    uint32_t half = (p->rows / 2 + 2) & ~3u;
     product_rows(p, part ? half : 0, part ? p->rows : half);
 }
 
