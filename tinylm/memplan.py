@@ -18,11 +18,11 @@ runtime and device loop; `arm-none-eabi-size` on the ELF that tinylm/emulate_rp2
 plus a margin for what pico-sdk adds:
 
 - SRAM 264 KiB. Reserve 26 KiB: both cores' stacks in the two 4 KiB scratch banks, where
-  pico-sdk puts them (8 KiB; the deepest stack measured in the emulator is about 1 KiB), the
-  device loop's and runtime's state (.data + .bss of the bare-metal ELF: 1,624 bytes), and
+  pico-sdk puts them (8 KiB; the deepest stack measured in the emulator is under 2 KiB), the
+  device loop's and runtime's state (.data + .bss of the bare-metal ELF: 1,616 bytes), and
   16 KiB for pico-sdk's own data (TinyUSB, stdio, the RAM vector table, code it runs from RAM),
   rounded up. The other 238 KiB are the firmware's SRAM pool (SRAM_POOL_BYTES in main.c).
-- Flash: the firmware's 1 MiB before the model. The bare-metal code is 19,544 bytes (.text);
+- Flash: the firmware's 1 MiB before the model. The bare-metal code is 25,388 bytes (.text);
   pico-sdk with USB stdio adds some tens of KiB, far below 1 MiB.
 
 The ESP32 figures are estimates, not measurements (no ESP-IDF firmware is built here): internal
