@@ -534,6 +534,12 @@ typedef struct {
    sum (above) over group g of the words (4 columns each) of the packed input x;
    group_words per group, the last one may be shorter. */
 #if defined(__ARM_ARCH_6M__)
+/* The assembly kernels go where pico-sdk's linker script puts code to be copied to SRAM at
+   boot (.time_critical*), so that on a board they do not share the 16 KB XIP cache with the
+   weights streaming through it (the bare-metal image is all in SRAM anyway). */
+#define ARM_KERNEL_SECTION ".pushsection .time_critical.tinylm, \"ax\", %progbits\n"
+#define ARM_KERNEL_END(name) " .size " name ", .-" name "\n .popsection\n"
+
 /* Cortex-M0+: two rows share each load of the input, 28 cycles per word of both rows, eight
    MACs; groups of 8 words (32 columns) unrolled. Low registers: r0 row 0, r1 and r3 the
    halves of a weight word, r2 the input, r4/r5 X02/X13, r6 0x00FF00FF, r7 0x80808080; high:
@@ -552,7 +558,7 @@ void tlm_pair_sums(const uint8_t *rows, const int32_t *x, int32_t *sums, uint32_
     " mov r4, r12\n mov r1, r8\n mov r3, r9\n stmia r4!, {r1, r3}\n mov r12, r4\n"          \
     " movs r1, #0\n mov r8, r1\n mov r9, r1\n"
 __asm__(
-    ".text\n .syntax unified\n .balign 4\n .global tlm_pair_sums\n"
+    ARM_KERNEL_SECTION " .syntax unified\n .balign 4\n .global tlm_pair_sums\n"
     ".type tlm_pair_sums, %function\n .thumb_func\n"
     "tlm_pair_sums:\n"
     " push {r1, r3}\n push {r4-r7, lr}\n mov r4, r8\n mov r5, r9\n mov r6, r10\n"
@@ -598,7 +604,7 @@ __asm__(
     " ldr r1, [sp, #44]\n adds r0, r0, r1\n"
     " ldr r1, [sp, #52]\n subs r1, r1, #1\n str r1, [sp, #52]\n beq 22f\n b 20b\n"
     "22: b 8b\n"
-    " .size tlm_pair_sums, .-tlm_pair_sums\n");
+    ARM_KERNEL_END("tlm_pair_sums"));
 
 /* Rows of 64 columns, two groups of 8 words (most matrices of a model 64 wide), four rows at
    a time, the whole product in one pass: each load of the input serves four rows, each
@@ -631,7 +637,7 @@ void tlm_quads64(const uint8_t *rows, const int32_t *x, int32_t *y, const uint16
 #define QUAD_TOTAL(out, tmp, sum, s, t) /* the second group's term plus the first's */    \
     QUAD_TERM(out, tmp, sum, s) "ldr " tmp ", [sp, #" #t "]\n adds " out ", " tmp "\n"
 __asm__(
-    ".text\n .syntax unified\n .balign 4\n .global tlm_quads64\n"
+    ARM_KERNEL_SECTION " .syntax unified\n .balign 4\n .global tlm_quads64\n"
     ".type tlm_quads64, %function\n .thumb_func\n"
     "tlm_quads64:\n"
     " push {r4-r7, lr}\n mov r4, r8\n mov r5, r9\n mov r6, r10\n mov r7, r11\n push {r4-r7}\n"
@@ -657,7 +663,7 @@ __asm__(
     " ldr r4, [sp, #60]\n cmp r0, r4\n beq 2f\n b 1b\n"
     "2: add sp, #24\n pop {r4-r7}\n mov r8, r4\n mov r9, r5\n mov r10, r6\n mov r11, r7\n"
     " pop {r4-r7, pc}\n"
-    " .size tlm_quads64, .-tlm_quads64\n");
+    ARM_KERNEL_END("tlm_quads64"));
 
 /* Pairs of rows of any number of words in groups of 8 (32 columns; the last group 1 to 8
    words), the whole product in one pass. Row 0 is read with ldmia (it advances by itself)
@@ -683,7 +689,7 @@ void tlm_rows_wide(const uint8_t *rows, const int32_t *x, int32_t *y, const uint
     /* (corrections - x/16) + r2/16, x being 16-byte aligned; the sums start at it */    \
     " lsrs r4, r2, #4\n ldr r5, [sp, #4]\n ldr r5, [r5, r4]\n mov r8, r5\n mov r9, r5\n"
 __asm__(
-    ".text\n .syntax unified\n .balign 4\n .global tlm_rows_wide\n"
+    ARM_KERNEL_SECTION " .syntax unified\n .balign 4\n .global tlm_rows_wide\n"
     ".type tlm_rows_wide, %function\n .thumb_func\n"
     "tlm_rows_wide:\n"
     " push {r4-r7, lr}\n mov r4, r8\n mov r5, r9\n mov r6, r10\n mov r7, r11\n push {r4-r7}\n"
@@ -717,7 +723,7 @@ __asm__(
     "1: ldr r2, [sp, #16]\n movs r1, #0\n mov r11, r1\n mov r12, r1\n b 4b\n"   /* a pair */
     "7: add sp, #24\n pop {r4-r7}\n mov r8, r4\n mov r9, r5\n mov r10, r6\n mov r11, r7\n"
     " pop {r4-r7, pc}\n"
-    " .size tlm_rows_wide, .-tlm_rows_wide\n");
+    ARM_KERNEL_END("tlm_rows_wide"));
 #elif defined(__riscv) && __riscv_xlen == 32
 /* RV32IM (ESP32-C3): one instruction a cycle, 31 registers, no register-plus-register
    addressing. A word of both rows takes 24 instructions: the input's two words loaded once,
@@ -1433,7 +1439,7 @@ static uint32_t select_top(const uint32_t *p, uint16_t *order, uint32_t n, uint6
    word, r6 the table, r7 log2(e) in Q15; r8 2^21, r9 2^19 (the rounding), r10 the carries. */
 uint64_t tlm_exp_weights(int32_t *logits, uint32_t n, int32_t top, const int32_t *table);
 __asm__(
-    ".text\n .syntax unified\n .balign 4\n .global tlm_exp_weights\n"
+    ARM_KERNEL_SECTION " .syntax unified\n .balign 4\n .global tlm_exp_weights\n"
     ".type tlm_exp_weights, %function\n .thumb_func\n"
     "tlm_exp_weights:\n"
     " push {r4-r7, lr}\n mov r4, r8\n mov r5, r9\n mov r6, r10\n push {r4-r6}\n"
@@ -1448,7 +1454,7 @@ __asm__(
     "3: cmp r0, r1\n bne 1b\n"
     "9: movs r0, r5\n mov r1, r10\n pop {r4-r6}\n mov r8, r4\n mov r9, r5\n mov r10, r6\n"
     " pop {r4-r7, pc}\n .ltorg\n"
-    " .size tlm_exp_weights, .-tlm_exp_weights\n");
+    ARM_KERNEL_END("tlm_exp_weights"));
 #endif
 
 static uint64_t exp_weights(int32_t *logits, uint32_t n, int32_t top) {
