@@ -39,14 +39,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from tinylm import distill, ops, train as training  # noqa: E402
-from tinylm.checkpoint import checkpoint_path, load_checkpoint, load_model  # noqa: E402
-from tinylm.data import (SOFT_IDS, SOFT_LOGPROBS, SoftBatchSampler, load_tokens,  # noqa: E402
-                         read_documents, save_tokens)
-from tinylm.evaluate import evaluate  # noqa: E402
-from tinylm.model import Transformer  # noqa: E402
-from tinylm.optim import AdamW  # noqa: E402
-from tinylm.targets import read_pieces  # noqa: E402
+from tinylm.core import ops  # noqa: E402
+from tinylm.core.model import Transformer  # noqa: E402
+from tinylm.core.optim import AdamW  # noqa: E402
+from tinylm.distillation import stages as distill  # noqa: E402
+from tinylm.distillation.targets import read_pieces  # noqa: E402
+from tinylm.text.data import (  # noqa: E402
+    SOFT_IDS,
+    SOFT_LOGPROBS,
+    SoftBatchSampler,
+    load_tokens,
+    read_documents,
+    save_tokens,
+)
+from tinylm.training import loop as training  # noqa: E402
+from tinylm.training.checkpoint import checkpoint_path, load_checkpoint, load_model  # noqa: E402
+from tinylm.training.evaluate import evaluate  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 TEACHER = SHARED / "models" / "stories260K-hf"

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import click
 
-from tinylm.binformat import read_bin, write_bin
-from tinylm.checkpoint import load_model
-from tinylm.llama2c import import_llama2c
-from tinylm.quantize import DEFAULT_GROUP, calibration_sequences, quantize_model
-from tinylm.runtime import arena_bytes, build
+from tinylm.export.binformat import read_bin, write_bin
+from tinylm.export.llama2c import import_llama2c
+from tinylm.export.quantize import DEFAULT_GROUP, calibration_sequences, quantize_model
+from tinylm.runtime.build import build
+from tinylm.runtime.c_engine import arena_bytes
+from tinylm.training.checkpoint import load_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODEL_BIN = SHARED / "models" / "stories260K.bin"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from tinylm.tokenizer import SPECIALS, Tokenizer
+from tinylm.text.tokenizer import SPECIALS, Tokenizer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TRAIN_TEXT = SHARED / "data" / "tinystories_train_head.txt"
@@ -34,7 +34,8 @@ def best_time(train, repeat: int):
 
 
 def train_hf(lines: list[str], vocab_size: int):
-    from tokenizers import Tokenizer as HFTokenizer, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import models, pre_tokenizers, trainers
 
     tokenizer = HFTokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

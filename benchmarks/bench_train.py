@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from tinylm.config import ModelConfig  # noqa: E402
-from tinylm.model import Transformer  # noqa: E402
-from tinylm.optim import AdamW  # noqa: E402
+from tinylm.core.config import ModelConfig  # noqa: E402
+from tinylm.core.model import Transformer  # noqa: E402
+from tinylm.core.optim import AdamW  # noqa: E402
 
 CONFIG = ModelConfig(vocab_size=512, dim=64, n_layers=4, n_heads=4, n_kv_heads=4, head_dim=16,
                      hidden_dim=172, max_seq_len=128)

@@ -1,8 +1,8 @@
 """Is the hand-written backward pass right? Ask calculus.
 
-tinylm computes gradients with backward functions written by hand (tinylm/ops.py), not with
+tinylm computes gradients with backward functions written by hand (tinylm/core/ops.py), not with
 automatic differentiation. A wrong line there rarely crashes: the model just trains worse. So we
-check every gradient against its definition, a central finite difference (tinylm/gradcheck.py):
+check every gradient against its definition, a central finite difference (tinylm/core/gradcheck.py):
 
     dL/dx  ~  (L(x + h) - L(x - h)) / (2h)
 
@@ -14,10 +14,10 @@ error of order 1.
 """
 import numpy as np
 
-from tinylm import ops
-from tinylm.config import ModelConfig
-from tinylm.gradcheck import finite_difference, relative_error
-from tinylm.model import Transformer
+from tinylm.core import ops
+from tinylm.core.config import ModelConfig
+from tinylm.core.gradcheck import finite_difference, relative_error
+from tinylm.core.model import Transformer
 
 rng = np.random.default_rng(0)
 

@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 
 from tinylm import load_model
-from tinylm.generate import generate, stream_text
-from tinylm.train import TrainArgs, train
+from tinylm.training.generate import generate, stream_text
+from tinylm.training.loop import TrainArgs, train
 
 NUMBERS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 COLOURS = ["green", "red", "blue", "yellow", "white", "brown"]

@@ -1,11 +1,11 @@
-/* tinylm on an RP2040 board, with the pico-sdk: the device loop (tinylm/csrc/serve.c, the
+/* tinylm on an RP2040 board, with the pico-sdk: the device loop (tinylm/runtime/csrc/serve.c, the
    protocol of docs/protocol.md) over USB CDC and UART0 at once, with the model that
    `tinylm flash rp2040` put at flash offset 1 MiB (docs/flashing.md), and each matrix's rows
    shared between the two cores. This file is only the port, the clock, the model's place and
    the second core.
 
    The SRAM the firmware leaves is one static pool, SRAM_POOL_BYTES: the runtime's arena, with
-   a copy of the model before it when both fit (tinylm/memplan.py plans with the same figure). */
+   a copy of the model before it when both fit (tinylm/boards/memplan.py plans with the same figure). */
 #include <stdint.h>
 
 #include "hardware/clocks.h"
@@ -21,7 +21,7 @@
 #define IDLE_WAIT_US 0xFFFFFFFFu    /* between lines: wait for a byte (71 minutes, then again) */
 
 /* 264 KiB of SRAM less 26 KiB for the stacks (the two 4 KiB scratch banks), the server's state
-   and the SDK's data: see tinylm/memplan.py for how the reserve was measured. */
+   and the SDK's data: see tinylm/boards/memplan.py for how the reserve was measured. */
 #define SRAM_POOL_BYTES (238u * 1024u)
 
 static uint8_t pool[SRAM_POOL_BYTES] __attribute__((aligned(16)));

@@ -47,7 +47,7 @@ class Teacher:
 
     @torch.no_grad()
     def bits_per_byte(self, documents: list[str], batch_size: int = 16) -> float:
-        """Scored as tinylm.evaluate scores a student: each document from <bos> (cut into
+        """Scored as tinylm.training.evaluate scores a student: each document from <bos> (cut into
         windows of the teacher's context), every token predicted, nats summed, divided by
         ln 2 and the documents' UTF-8 bytes."""
         step = self.max_len - 1

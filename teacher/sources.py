@@ -2,7 +2,7 @@
 
 Three kinds of record, mixed freely:
     text   a document the teacher reads (scores with one forward pass): from text files, cut
-           into documents as tinylm/data.py does, or from a `datasets` source (a hub id or
+           into documents as tinylm/text/data.py does, or from a `datasets` source (a hub id or
            local data files; the "text" column)
     chat   a prompt, from a file (one per line) or from the built-in prompt generator below,
            that the teacher answers through its chat template (sampling)
@@ -17,8 +17,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinylm.corpus import ANIMALS, CHARACTERS, PLACES, THINGS
-from tinylm.data import read_documents
+from tinylm.text.corpus import ANIMALS, CHARACTERS, PLACES, THINGS
+from tinylm.text.data import read_documents
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ For each shard of records (sources.py), in order:
     2. every text is read back by one forward pass over context + text, where the context is
        the chat template's prompt or <bos>, and at each position the top k tokens and their
        log-probs (log-softmax in float32) are kept
-    3. the shard is written atomically (tinylm/targets.py describes the files)
+    3. the shard is written atomically (tinylm/distillation/targets.py describes the files)
 
 Sampling is seeded per shard (seed, shard index), so a shard redone after a kill comes out the
 same on the same machine. The progress line shows teacher tokens per second, the time left, and
@@ -23,8 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tinylm.progress import ProgressBar, duration
-from tinylm.targets import Piece, TeacherVocab, ensure_manifest, missing_shards, write_shard
+from tinylm.distillation.targets import (
+    Piece,
+    TeacherVocab,
+    ensure_manifest,
+    missing_shards,
+    write_shard,
+)
+from tinylm.training.progress import ProgressBar, duration
 
 from .vocab import special_ids, teacher_vocab
 

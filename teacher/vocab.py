@@ -2,7 +2,7 @@
 
 Hugging Face tokenizers write token strings in one of two ways: SentencePiece style (Llama,
 Gemma), where "▁" stands for a space and "<0x41>" for a raw byte, or byte-level (GPT-2), where
-every byte has a printable stand-in character. The projection (tinylm/projection.py) needs the
+every byte has a printable stand-in character. The projection (tinylm/distillation/projection.py) needs the
 real bytes of every token; special tokens get None, as they stand for no text.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import re
 
-from tinylm.targets import TeacherVocab
-from tinylm.tokenizer import UTF8_CHAR, Tokenizer
+from tinylm.distillation.targets import TeacherVocab
+from tinylm.text.tokenizer import UTF8_CHAR, Tokenizer
 
 BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 END_TOKENS = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|endoftext|>")

@@ -10,7 +10,7 @@ import random
 import struct
 import zlib
 
-from tinylm.binformat import CRC_START, ENTRY, ENTRY_SIZE, HEADER_SIZE, TOKENIZER_HEAD
+from tinylm.export.binformat import CRC_START, ENTRY, ENTRY_SIZE, HEADER_SIZE, TOKENIZER_HEAD
 
 SHORT = "truncated: shorter than the header"
 TRUNCATED = "truncated: the file is shorter than its header says"

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 
-from tinylm.binformat import write_bin
 from tinylm.cli import main
-from tinylm.config import ModelConfig
-from tinylm.corpus import make_stories
-from tinylm.model import Transformer
-from tinylm.optim import AdamW
-from tinylm.quantize import DEFAULT_GROUP, calibration_sequences, quantize_model
-from tinylm.tokenizer import Tokenizer
+from tinylm.core.config import ModelConfig
+from tinylm.core.model import Transformer
+from tinylm.core.optim import AdamW
+from tinylm.export.binformat import write_bin
+from tinylm.export.quantize import DEFAULT_GROUP, calibration_sequences, quantize_model
+from tinylm.text.corpus import make_stories
+from tinylm.text.tokenizer import Tokenizer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 STORIES_BIN = SHARED / "models" / "stories260K.bin"

@@ -15,7 +15,7 @@ import threading
 import time
 import tty
 
-from tinylm import protocol
+from tinylm.boards import protocol
 
 CR, LF = 0x0D, 0x0A
 

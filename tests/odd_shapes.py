@@ -1,7 +1,7 @@
 """A model shape that takes the C runtime's less common paths: matrices with an odd number of
 rows (the int8 pair kernel pairs the last row with itself) and an input whose length is not
 a multiple of 4 (the int8 matrix falls back to the plain loop)."""
-from tinylm.config import ModelConfig
+from tinylm.core.config import ModelConfig
 
 
 def odd_config(vocab_size: int) -> ModelConfig:

@@ -8,7 +8,8 @@ import tempfile
 from pathlib import Path
 
 from binmodels import random_model, stories_tokenizer, tiny_config, write_model_bin
-from tinylm.config import ModelConfig
+
+from tinylm.core.config import ModelConfig
 
 _scratch = tempfile.TemporaryDirectory(prefix="tinylm-plan-models-")
 

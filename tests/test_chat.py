@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from fake_board import FakeBoard, echo_tokens
-from tinylm.chat import Unanswered, check_prompt
+
+from tinylm.boards.chat import Unanswered, check_prompt
 from tinylm.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

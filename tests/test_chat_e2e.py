@@ -1,5 +1,5 @@
-"""`tinylm chat` against the firmware's own device loop (tinylm/csrc/serve.c) run on this
-computer on a pseudo-terminal (`tinylm serve`, runtime.HostBoard): the same text as
+"""`tinylm chat` against the firmware's own device loop (tinylm/runtime/csrc/serve.c) run on this
+computer on a pseudo-terminal (`tinylm serve`, boards/host_board.py): the same text as
 `tinylm run`, the protocol's errors, bytes that are not UTF-8, Ctrl-C, a board that dies in
 the middle of an answer. Every wait has a limit, so a hang fails the test instead of blocking."""
 import dataclasses
@@ -12,16 +12,27 @@ import sys
 from pathlib import Path
 
 import pytest
+from binmodels import (
+    SHARED,
+    random_model,
+    run_text,
+    stories_bin,
+    stories_tokenizer,
+    tiny_config,
+    tiny_model_bin,
+    write_model_bin,
+)
 from click.testing import CliRunner
 
-from binmodels import SHARED, random_model, run_text, stories_bin, stories_tokenizer, \
-    tiny_config, tiny_model_bin, write_model_bin
-from tinylm import protocol, runtime
+from tinylm.boards import protocol
+from tinylm.boards.host_board import HostBoard
 from tinylm.cli import main
+from tinylm.runtime.build import compiler
+from tinylm.runtime.c_engine import CEngine
 
 pytest.importorskip("serial", reason="tinylm chat needs pyserial")
 try:
-    runtime.compiler()
+    compiler()
 except OSError as e:
     pytest.skip(str(e), allow_module_level=True)
 
@@ -52,7 +63,7 @@ def board():
     boards = []
 
     def start(model_path, **options):
-        boards.append(runtime.HostBoard(model_path, **options))
+        boards.append(HostBoard(model_path, **options))
         return boards[-1]
 
     yield start
@@ -210,7 +221,7 @@ def test_a_prompt_that_is_not_utf8_is_refused(board, tiny_bin):
 
 
 def test_generated_bytes_that_are_not_utf8_are_replaced_and_noted(board, tiny_bin):
-    engine = runtime.CEngine(tiny_bin)
+    engine = CEngine(tiny_bin)
     prompt_ids = engine.encode(PROMPT, bos=True)
     tokens = [prompt_ids[-1], *engine.generate(prompt_ids, 256, temperature=1.0, top_p=0.9,
                                                 seed=7)]

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from tinylm.checkpoint import Checkpoint, load_checkpoint, load_model, save_checkpoint
-from tinylm.config import ModelConfig
-from tinylm.model import Transformer
-from tinylm.optim import AdamW
-from tinylm.tokenizer import Tokenizer
+from tinylm.core.config import ModelConfig
+from tinylm.core.model import Transformer
+from tinylm.core.optim import AdamW
+from tinylm.text.tokenizer import Tokenizer
+from tinylm.training.checkpoint import Checkpoint, load_checkpoint, load_model, save_checkpoint
 
 CONFIG = ModelConfig(vocab_size=264, dim=16, n_layers=1, n_heads=2, n_kv_heads=1, head_dim=8,
                      hidden_dim=32, max_seq_len=16)

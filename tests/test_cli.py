@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from test_llama2c_model import MODEL_BIN, TOKENIZER_BIN, needs_shared, write_tiny_llama2c
+
 from tinylm.cli import main
-from tinylm.corpus import make_stories
+from tinylm.text.corpus import make_stories
 
 TINY = ["--vocab-size", "300", "--dim", "16", "--n-layers", "1", "--n-heads", "2",
         "--seq-len", "32", "--batch-size", "4", "--eval-every", "10", "--threads", "1"]

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tinylm.runtime import SOURCES
+from tinylm.runtime.build import SOURCES
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-ffreestanding", "-c"]
 TARGETS = {   # compiler and flags, the nm that lists its symbols, and whether it has an FPU

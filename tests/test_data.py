@@ -4,9 +4,17 @@ import json
 import numpy as np
 import pytest
 
-from tinylm.data import (BatchSampler, encode_documents, load_tokens, read_documents,
-                         save_tokens, split_documents, split_tail, token_dtype)
-from tinylm.tokenizer import Tokenizer
+from tinylm.text.data import (
+    BatchSampler,
+    encode_documents,
+    load_tokens,
+    read_documents,
+    save_tokens,
+    split_documents,
+    split_tail,
+    token_dtype,
+)
+from tinylm.text.tokenizer import Tokenizer
 
 STORIES = "One day a cat sat.\n<|endoftext|>\nThe dog ran.\n\nIt was fun.\n  <|endoftext|>  \n\n"
 

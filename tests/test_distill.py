@@ -9,12 +9,12 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from tiny_teacher import gemma_folder, offline  # noqa: F401  (fixtures)
-from tinylm.checkpoint import load_checkpoint
+
 from tinylm.cli import main
-from tinylm.corpus import make_stories
-from tinylm.targets import done_shards, read_pieces
+from tinylm.distillation.targets import done_shards, read_pieces
+from tinylm.text.corpus import make_stories
+from tinylm.training.checkpoint import load_checkpoint
 
 pytest.importorskip("torch", reason="PyTorch not installed: distillation tests skipped")
 pytest.importorskip("transformers", reason="transformers not installed: distillation tests skipped")
@@ -65,12 +65,12 @@ def test_a_kill_in_any_later_stage_does_not_redo_the_teacher(gemma_folder, stori
                                                              monkeypatch):
     command = ["--teacher", gemma_folder, "--data", stories, *TINY, "--steps", 3,
                "--out", tmp_path, "--json"]
-    import tinylm.distill
+    import tinylm.distillation.stages
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
     with monkeypatch.context() as patch:                # killed while projecting
-        patch.setattr(tinylm.distill.Projector, "project", killed)
+        patch.setattr(tinylm.distillation.stages.Projector, "project", killed)
         assert distill(*command).exit_code != 0
     assert (tmp_path / "tokenizer.json").exists() and not (tmp_path / "prepared.json").exists()
     import teacher.load

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from fake_esp32 import FLASH_DEFL_BEGIN, FLASH_BEGIN, SECTOR, LoopbackLoader
+from fake_esp32 import FLASH_BEGIN, FLASH_DEFL_BEGIN, SECTOR, LoopbackLoader
 from test_partitions import table_binary
-from tinylm import esp32_flash
+
+from tinylm.boards import esp32_flash
+from tinylm.boards.partitions import parse_csv, read_csv
+from tinylm.boards.serial_ports import Port, find_board_port
 from tinylm.cli import main
-from tinylm.partitions import parse_csv, read_csv
-from tinylm.serial_ports import Port, find_board_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = read_csv(ROOT / "firmware_esp32" / "partitions.csv")

@@ -4,10 +4,10 @@ import math
 import numpy as np
 import pytest
 
-from tinylm.config import ModelConfig
-from tinylm.evaluate import evaluate
-from tinylm.model import Transformer
-from tinylm.tokenizer import Tokenizer
+from tinylm.core.config import ModelConfig
+from tinylm.core.model import Transformer
+from tinylm.text.tokenizer import Tokenizer
+from tinylm.training.evaluate import evaluate
 
 TEXT = ("Once upon a time there was a cat. The cat liked the sun.\n\n"
         "A dog ran in the park. It was a happy dog, and the dog ran fast.\n\n"

@@ -11,13 +11,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from binmodels import run_text, tiny_model_bin
-from tinylm import protocol
+
+from tinylm.boards import protocol
+from tinylm.runtime.build import SOURCES as CSRC
 
 ROOT = Path(__file__).resolve().parents[1]
 STUBS = ROOT / "tests" / "esp_idf_stubs"
-CSRC = ROOT / "tinylm" / "csrc"
 SOURCES = [ROOT / "firmware_esp32" / "main" / "main.c", CSRC / "tinylm.c", CSRC / "serve.c"]
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{STUBS}", f"-I{CSRC}"]
 

@@ -16,13 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from binmodels import run_text
 from plan_models import model_bin
-from tinylm import memplan, protocol, rp2040_flash
-from tinylm.emulate_rp2040 import answers
-from tinylm.rp2040_flash import MODEL_OFFSET
-from tinylm.runtime import SOURCES
+
+from tinylm.boards import memplan, protocol, rp2040_flash
+from tinylm.boards.emulate_rp2040 import answers
+from tinylm.boards.rp2040_flash import MODEL_OFFSET
+from tinylm.runtime.build import SOURCES
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "firmware_rp2040"

@@ -2,16 +2,25 @@
 `tinylm quantize` (int8 within 1% of the float model's validation loss, int4 within 5%)."""
 import numpy as np
 import pytest
+from binmodels import (
+    STORIES_BIN,
+    VALID_TEXT,
+    gqa_config,
+    random_model,
+    stories_bin,
+    stories_tokenizer,
+    tiny_config,
+    trained_model,
+    write_model_bin,
+)
 
-from binmodels import (STORIES_BIN, VALID_TEXT, gqa_config, random_model, stories_bin,
-                       stories_tokenizer, tiny_config, trained_model, write_model_bin)
-from tinylm.binformat import Q4, Q8, parse_bin, read_bin, write_bin
-from tinylm.checkpoint import load_model
-from tinylm.corpus import make_stories
-from tinylm.data import split_documents
-from tinylm.engine import Engine
-from tinylm.evaluate import evaluate
-from tinylm.quantize import quantize_matrix, quantize_model
+from tinylm.export.binformat import Q4, Q8, parse_bin, read_bin, write_bin
+from tinylm.export.quantize import quantize_matrix, quantize_model
+from tinylm.runtime.engine import Engine
+from tinylm.text.corpus import make_stories
+from tinylm.text.data import split_documents
+from tinylm.training.checkpoint import load_model
+from tinylm.training.evaluate import evaluate
 
 needs_shared = pytest.mark.skipif(not STORIES_BIN.exists(),
                                   reason=f"{STORIES_BIN.parent.parent} (stories260K) is absent")

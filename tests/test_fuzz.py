@@ -6,13 +6,14 @@ CI runs it for TINYLM_FUZZ_SECONDS (default 60); docs/benchmarks.md records a lo
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
-
 from binmodels import random_model, stories_tokenizer, tiny_config, write_model_bin
-from tinylm.runtime import SOURCES
 
-FUZZ_DIR = SOURCES.parents[1] / "tests" / "fuzz"
+from tinylm.runtime.build import SOURCES
+
+FUZZ_DIR = Path(__file__).resolve().parent / "fuzz"
 
 
 @pytest.mark.slow

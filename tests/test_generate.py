@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from tinylm.config import ModelConfig
-from tinylm.generate import generate, sample, stream_text, token_probs
-from tinylm.model import Transformer
-from tinylm.tokenizer import Tokenizer
+from tinylm.core.config import ModelConfig
+from tinylm.core.model import Transformer
+from tinylm.text.tokenizer import Tokenizer
+from tinylm.training.generate import generate, sample, stream_text, token_probs
 
 TEXT = "Once upon a time, a cat sat on a mat. The cat was happy. Café, naïve, 日本. " * 4
 

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from tinylm import ops
-from tinylm.config import ModelConfig
-from tinylm.gradcheck import numerical_gradient, relative_error
-from tinylm.model import KVCache, Transformer
+from tinylm.core import ops
+from tinylm.core.config import ModelConfig
+from tinylm.core.gradcheck import numerical_gradient, relative_error
+from tinylm.core.model import KVCache, Transformer
 
 TOLERANCE = 1e-6
 

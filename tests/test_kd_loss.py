@@ -2,10 +2,10 @@
 equal something known, and its hand-written backward against central finite differences."""
 import numpy as np
 import pytest
-
 from test_gradients import CONFIGS, check, numerical_gradient, random_model, relative_error
-from tinylm import ops
-from tinylm.config import ModelConfig
+
+from tinylm.core import ops
+from tinylm.core.config import ModelConfig
 
 V, K = 7, 3
 

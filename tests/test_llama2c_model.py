@@ -6,13 +6,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinylm.config import ModelConfig
-from tinylm.data import split_documents
-from tinylm.evaluate import evaluate
-from tinylm.generate import generate
-from tinylm.checkpoint import load_model
-from tinylm.llama2c import LAYER_ARRAYS, import_llama2c, load_llama2c_model, load_llama2c_tokenizer
-from tinylm.model import Transformer
+from tinylm.core.config import ModelConfig
+from tinylm.core.model import Transformer
+from tinylm.export.llama2c import (
+    LAYER_ARRAYS,
+    import_llama2c,
+    load_llama2c_model,
+    load_llama2c_tokenizer,
+)
+from tinylm.text.data import split_documents
+from tinylm.training.checkpoint import load_model
+from tinylm.training.evaluate import evaluate
+from tinylm.training.generate import generate
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODEL_BIN = SHARED / "models" / "stories260K.bin"

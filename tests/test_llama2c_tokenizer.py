@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinylm.llama2c import load_llama2c_tokenizer
-from tinylm.tokenizer import Tokenizer
+from tinylm.export.llama2c import load_llama2c_tokenizer
+from tinylm.text.tokenizer import Tokenizer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TOK512 = SHARED / "models" / "tok512.bin"

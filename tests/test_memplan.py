@@ -1,19 +1,19 @@
-"""The memory planner (tinylm/memplan.py): a model fits on a board or is refused with what to
+"""The memory planner (tinylm/boards/memplan.py): a model fits on a board or is refused with what to
 shrink, at the exact boundaries; `tinylm info --target` prints the plan; `tinylm flash` refuses
 a model that does not fit before it writes anything."""
 import json
 import shutil
 
 import pytest
-from click.testing import CliRunner
-
 from binmodels import tiny_config
+from click.testing import CliRunner
 from fake_esp32 import LoopbackLoader
 from plan_models import model_bin
-from tinylm import memplan, rp2040_flash
+
+from tinylm.boards import memplan, rp2040_flash
+from tinylm.boards.rp2040_flash import MODEL_OFFSET
 from tinylm.cli import main
-from tinylm.rp2040_flash import MODEL_OFFSET
-from tinylm.runtime import CEngine
+from tinylm.runtime.c_engine import CEngine
 
 RP2040_ROOM = memplan.BOARDS["rp2040"].arena_room
 

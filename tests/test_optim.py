@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from tinylm.optim import AdamW, clip_grad_norm, learning_rate
+from tinylm.core.optim import AdamW, clip_grad_norm, learning_rate
 
 
 def reference_adamw(p, grads, lrs, b1, b2, eps, wd):

@@ -5,8 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from tinylm.partitions import (APP, DATA, Partition, PartitionTableError, find, parse_binary,
-                               parse_csv, parse_number, read_csv)
+from tinylm.boards.partitions import (
+    APP,
+    DATA,
+    Partition,
+    PartitionTableError,
+    find,
+    parse_binary,
+    parse_csv,
+    parse_number,
+    read_csv,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 K, M = 1 << 10, 1 << 20

@@ -1,13 +1,13 @@
-"""Cross-tokenizer projection (tinylm/projection.py) on vocabularies small enough to check by
+"""Cross-tokenizer projection (tinylm/distillation/projection.py) on vocabularies small enough to check by
 hand: exact when the tokenizers coincide, conditioning inside a teacher token, and chaining the
 teacher's predictions when a student token is longer than the teacher's."""
 import numpy as np
 import pytest
 
-from tinylm.corpus import make_stories
-from tinylm.projection import Projector, continuations
-from tinylm.targets import Piece, TeacherVocab
-from tinylm.tokenizer import Tokenizer
+from tinylm.distillation.projection import Projector, continuations
+from tinylm.distillation.targets import Piece, TeacherVocab
+from tinylm.text.corpus import make_stories
+from tinylm.text.tokenizer import Tokenizer
 
 
 def approx(expected):

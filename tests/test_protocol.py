@@ -1,6 +1,15 @@
 """The host's parser of docs/protocol.md: framing, escapes, and bytes arriving in any pieces."""
-from tinylm.protocol import (Done, Error, Other, Parser, Ready, Text, TextEnd, escape,
-                             parse_fields)
+from tinylm.boards.protocol import (
+    Done,
+    Error,
+    Other,
+    Parser,
+    Ready,
+    Text,
+    TextEnd,
+    escape,
+    parse_fields,
+)
 
 STREAM = (b"I (31) boot: ESP-IDF v5.2\r\n"
           b"@ready proto=1 max_line=255 model=stories260K\r\n"

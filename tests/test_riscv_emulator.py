@@ -4,14 +4,14 @@ repeat exactly; `tinylm bench --target esp32c3` and its profile by function."""
 import json
 
 import pytest
+from binmodels import gqa_config, random_model, stories_tokenizer, tiny_config, write_model_bin
 from click.testing import CliRunner
 
-from binmodels import gqa_config, random_model, stories_tokenizer, tiny_config, write_model_bin
-from tinylm import emulate_riscv as emulator
-from tinylm.binformat import write_bin
+from tinylm.boards import emulate_riscv as emulator
 from tinylm.cli import main
-from tinylm.quantize import quantize_model
-from tinylm.runtime import CEngine
+from tinylm.export.binformat import write_bin
+from tinylm.export.quantize import quantize_model
+from tinylm.runtime.c_engine import CEngine
 
 reason = emulator.missing_tools()
 pytestmark = pytest.mark.skipif(reason is not None, reason=f"{reason} (.ci/run installs it)")

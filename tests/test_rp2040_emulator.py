@@ -5,11 +5,11 @@ import dataclasses
 import json
 
 import pytest
+from binmodels import random_model, stories_tokenizer, tiny_config, tiny_model_bin, write_model_bin
 from click.testing import CliRunner
 
-from binmodels import random_model, stories_tokenizer, tiny_model_bin, tiny_config, write_model_bin
-from tinylm import emulate_rp2040 as emulator
-from tinylm import protocol, rp2040_flash
+from tinylm.boards import emulate_rp2040 as emulator
+from tinylm.boards import protocol, rp2040_flash
 from tinylm.cli import main
 
 reason = emulator.missing_tools()

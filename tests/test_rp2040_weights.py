@@ -4,11 +4,11 @@ the tokens are the host runtime's either way."""
 import dataclasses
 
 import pytest
+from binmodels import random_model, stories_tokenizer, tiny_config, write_model_bin
 from click.testing import CliRunner
 
-from binmodels import random_model, stories_tokenizer, tiny_config, write_model_bin
-from tinylm import emulate_rp2040 as emulator
-from tinylm import protocol
+from tinylm.boards import emulate_rp2040 as emulator
+from tinylm.boards import protocol
 from tinylm.cli import main
 
 reason = emulator.missing_tools()

@@ -1,4 +1,4 @@
-"""The C runtime (tinylm/csrc) against the NumPy reference engine (tinylm/engine.py).
+"""The C runtime (tinylm/runtime/csrc) against the NumPy reference engine (tinylm/runtime/engine.py).
 
 Both compute in the same integer arithmetic, so the test demands identical Q16 logits at every
 step (tolerance 0: any difference is a bug, not rounding) and identical tokens. They run on
@@ -14,21 +14,33 @@ import shutil
 
 import numpy as np
 import pytest
+from binmodels import (
+    STORIES_BIN,
+    TRAIN_TEXT,
+    VALID_TEXT,
+    random_model,
+    run_cli,
+    stories_bin,
+    stories_tokenizer,
+    tiny_config,
+    trained_model,
+    write_model_bin,
+)
 from click.testing import CliRunner
-
-from binmodels import (STORIES_BIN, TRAIN_TEXT, VALID_TEXT, random_model, run_cli, stories_bin,
-                       stories_tokenizer, tiny_config, trained_model, write_model_bin)
 from odd_shapes import odd_config
-from tinylm import emulate_rp2040 as emulator
-from tinylm import protocol, runtime
-from tinylm.binformat import read_bin
-from tinylm.checkpoint import Checkpoint, load_model, save_checkpoint
+
+from tinylm.boards import emulate_rp2040 as emulator
+from tinylm.boards import protocol
 from tinylm.cli import main
-from tinylm.config import ModelConfig
-from tinylm.data import split_documents
-from tinylm.engine import Engine
-from tinylm.runtime import CEngine, arena_bytes
-from tinylm.sampler import generate_ids
+from tinylm.core.config import ModelConfig
+from tinylm.export.binformat import read_bin
+from tinylm.runtime import build as runtime
+from tinylm.runtime import c_engine
+from tinylm.runtime.c_engine import CEngine, arena_bytes
+from tinylm.runtime.engine import Engine
+from tinylm.runtime.sampler import generate_ids
+from tinylm.text.data import split_documents
+from tinylm.training.checkpoint import Checkpoint, load_model, save_checkpoint
 
 shared = pytest.mark.skipif(not STORIES_BIN.exists(),
                             reason=f"{STORIES_BIN.parent.parent} (stories260K) is absent")
@@ -83,7 +95,7 @@ def test_sampler_same_token_as_python(bins):
     """tlm_sample against sampler.sample on logits of many shapes (one dominant token, flat,
     ties, a long tail, 300 or 40 tokens), with and without top-k and top-p: the same token for
     every draw, also where C skips the unlikely tokens before its selection."""
-    from tinylm.sampler import Rng, sample, to_q16
+    from tinylm.runtime.sampler import Rng, sample, to_q16
     c = CEngine(bins("tiny-8"))
     tlm_sample = c.lib.tlm_sample
     tlm_sample.restype = ctypes.c_uint32
@@ -111,7 +123,7 @@ def test_sampler_same_token_as_python(bins):
 def test_sampling_weights_within_their_stated_error():
     """exp_neg_coarse, the sampler's e^z without interpolation: 2^30 for the top token, within
     0.6% of e^z wherever that has 10 bits or more, and 0 below EXP_FLOOR."""
-    from tinylm.fixedpoint import EXP_FLOOR, exp_neg_coarse
+    from tinylm.runtime.fixedpoint import EXP_FLOOR, exp_neg_coarse
     z = np.arange(0, EXP_FLOOR - 5000, -37)
     weights = exp_neg_coarse(z)
     exact = np.exp(z / 65536) * 2.0 ** 30
@@ -225,7 +237,7 @@ def test_build_is_cached_and_follows_the_sources(tmp_path, monkeypatch):
 
 def test_no_compiler_is_a_clear_error(bins, monkeypatch):
     monkeypatch.setenv("CC", "/nonexistent/cc")
-    monkeypatch.setattr(runtime, "_lib", None)      # as in a fresh process
+    monkeypatch.setattr(c_engine, "_lib", None)     # as in a fresh process
     result = CliRunner().invoke(main, ["run", str(bins("tiny-8")), "--engine", "c"])
     assert result.exit_code == 1
     assert result.stderr.startswith("error: no C compiler found")

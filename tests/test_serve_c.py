@@ -1,4 +1,4 @@
-"""The device loop (tinylm/csrc/serve.c) builds warning-free as freestanding C99 for the host
+"""The device loop (tinylm/runtime/csrc/serve.c) builds warning-free as freestanding C99 for the host
 and the microcontrollers, calls nothing but the runtime (and the compiler's own helpers), and
 on the chips without an FPU uses no floating point; its host program (serve_host.c) builds
 warning-free too."""
@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tinylm.runtime import SOURCES
+from tinylm.runtime.build import SOURCES
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
 TARGETS = {   # compiler and flags, the nm that lists its symbols

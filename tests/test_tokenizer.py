@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinylm.bpe import count_chunks, learn_merges
-from tinylm.pretokenize import split
-from tinylm.tokenizer import SPECIALS, Tokenizer
+from tinylm.text.bpe import count_chunks, learn_merges
+from tinylm.text.pretokenize import split
+from tinylm.text.tokenizer import SPECIALS, Tokenizer
 
 CORPUS = [
     "Once upon a time, there was a little girl named Lily. She didn't like the rain.\n",

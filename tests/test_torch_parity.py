@@ -4,9 +4,10 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed: parity test skipped")
 
-from tinylm.config import ModelConfig  # noqa: E402
-from tinylm.model import Transformer  # noqa: E402
 from torch_reference import TorchLlama  # noqa: E402
+
+from tinylm.core.config import ModelConfig  # noqa: E402
+from tinylm.core.model import Transformer  # noqa: E402
 
 
 @pytest.mark.parametrize("config", [

@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from tinylm.checkpoint import load_checkpoint, load_model
-from tinylm.evaluate import evaluate
-from tinylm.progress import ProgressBar, plot_losses
-from tinylm.train import TrainArgs, resume, train
+from tinylm.training.checkpoint import load_checkpoint, load_model
+from tinylm.training.evaluate import evaluate
+from tinylm.training.loop import TrainArgs, resume, train
+from tinylm.training.progress import ProgressBar, plot_losses
 
 WORDS = "the a cat dog ran sat on mat Lily Tom park happy sad big little girl boy said look".split()
 

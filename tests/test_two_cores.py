@@ -3,14 +3,22 @@ half of every matrix's rows before the first, the logits are those of one core, 
 (tests/c/two_cores.c, built with the system C compiler), for the int8 pair kernel, its
 fallback (int4, and int8 with 7 columns) and a last odd row (tests/odd_shapes.py)."""
 import subprocess
+from pathlib import Path
 
 import pytest
-
-from binmodels import (STORIES_BIN, random_model, stories_bin, stories_tokenizer, tiny_config,
-                       trained_model, write_model_bin)
+from binmodels import (
+    STORIES_BIN,
+    random_model,
+    stories_bin,
+    stories_tokenizer,
+    tiny_config,
+    trained_model,
+    write_model_bin,
+)
 from odd_shapes import odd_config
-from tinylm.binformat import read_bin
-from tinylm.runtime import SOURCES, compiler
+
+from tinylm.export.binformat import read_bin
+from tinylm.runtime.build import SOURCES, compiler
 
 STEPS = 40
 
@@ -22,7 +30,7 @@ def build(directory, *flags):
         pytest.skip(str(e))
     binary = directory / "two_cores"
     subprocess.run([*cc.split(), "-std=c99", "-O2", *flags, "-I", str(SOURCES),
-                    str(SOURCES / "tinylm.c"), str(SOURCES.parents[1] / "tests" / "c" /
+                    str(SOURCES / "tinylm.c"), str(Path(__file__).resolve().parent / "c" /
                     "two_cores.c"), "-o", str(binary)], check=True)
     return binary
 

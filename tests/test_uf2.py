@@ -8,10 +8,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tinylm import rp2040_flash, uf2
+from tinylm.boards import rp2040_flash, uf2
+from tinylm.boards.rp2040_flash import (
+    FLASH_BASE,
+    MODEL_OFFSET,
+    find_drives,
+    model_uf2,
+    mount_points,
+)
 from tinylm.cli import main
-from tinylm.rp2040_flash import (FLASH_BASE, MODEL_OFFSET, find_drives, model_uf2,
-                                 mount_points)
 
 MODEL = random.Random(0).randbytes(1000)          # 3 full payloads and a partial one
 MODEL_ADDRESS = FLASH_BASE + MODEL_OFFSET          # 0x10100000

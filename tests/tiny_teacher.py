@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tinylm.corpus import make_stories
+from tinylm.text.corpus import make_stories
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 STORIES260K_HF = SHARED / "models" / "stories260K-hf"

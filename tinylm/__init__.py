@@ -3,10 +3,10 @@
 The functions live in the modules named after them (tinylm.train.train,
 tinylm.generate.generate, tinylm.evaluate.evaluate), so that those names stay the modules'.
 """
-from .checkpoint import load_checkpoint, load_model, save_checkpoint
-from .config import ModelConfig
-from .model import KVCache, Transformer
-from .tokenizer import Tokenizer
+from .core.config import ModelConfig
+from .core.model import KVCache, Transformer
+from .text.tokenizer import Tokenizer
+from .training.checkpoint import load_checkpoint, load_model, save_checkpoint
 
 __all__ = ["KVCache", "ModelConfig", "Tokenizer", "Transformer", "load_checkpoint", "load_model",
            "save_checkpoint"]

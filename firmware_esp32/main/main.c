@@ -3,7 +3,7 @@
    where `tinylm flash esp32` writes it (docs/flashing.md).
 
    This file is only the board's side: the port, the clock, where the model and the arena go,
-   and the second core. The protocol is tinylm/csrc/serve.c and the model tinylm/csrc/tinylm.c,
+   and the second core. The protocol is tinylm/runtime/csrc/serve.c and the model tinylm/runtime/csrc/tinylm.c,
    the same code every other board runs. */
 #include <stdint.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
    instruction set), run by qemu with `-icount shift=0`, where minstret counts exactly the
    instructions retired.
 
-   tinylm/emulate_riscv.py loads a request block (below) and a model into RAM with qemu's
+   tinylm/boards/emulate_riscv.py loads a request block (below) and a model into RAM with qemu's
    `-device loader`; the program encodes the prompt, feeds it, generates, and reads minstret
    before and after the prompt and after each token. The readings are kept in memory while
    generating and printed on the UART only at the end, so printing costs nothing measured.

@@ -1,6 +1,6 @@
 /* Start-up on qemu's `virt` machine: set the global and stack pointers, clear .bss, run main,
    then end qemu through the SiFive test device with main's result as its exit status (memset
-   and memcpy are in tinylm/csrc/freestanding.c). */
+   and memcpy are in tinylm/runtime/csrc/freestanding.c). */
 #include <stdint.h>
 
 #define TEST_DEVICE ((volatile uint32_t *)0x100000u)

@@ -1,9 +1,9 @@
-/* tinylm on the RP2040 without the SDK: the device loop (tinylm/csrc/serve.c, the protocol of
+/* tinylm on the RP2040 without the SDK: the device loop (tinylm/runtime/csrc/serve.c, the protocol of
    docs/protocol.md) on UART0, with the model that `tinylm flash rp2040` put in flash at
    0x10100000 (docs/flashing.md). This file is only the port, the clock and the model's place.
 
    Built as a RAM image (ram.ld) for the emulator runner (emulator/run.js) and the RP2040
-   benchmark: `tinylm bench --target rp2040`, tinylm/emulate_rp2040.py. Sampling is that of
+   benchmark: `tinylm bench --target rp2040`, tinylm/boards/emulate_rp2040.py. Sampling is that of
    `tinylm run`: temperature 1, top-p 0.9, no top-k, the sampler reseeded for every prompt,
    with the seed and the token limit fixed at build time (TLM_SEED, TLM_MAX_TOKENS). */
 #include <stdint.h>

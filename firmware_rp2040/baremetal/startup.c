@@ -1,5 +1,5 @@
 /* Start-up of the bare-metal RAM image: the vector table and the reset handler (memset and
-   memcpy are in tinylm/csrc/freestanding.c). */
+   memcpy are in tinylm/runtime/csrc/freestanding.c). */
 #include <stdint.h>
 
 extern uint32_t __bss_start[], __bss_end[], __stack_top[];

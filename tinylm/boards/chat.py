@@ -12,8 +12,8 @@ import sys
 from dataclasses import dataclass
 from typing import TextIO
 
+from ..optional import require
 from . import protocol as p
-from .optional import require
 
 STOP_REASONS = {"eos": "end of text", "length": "token limit", "context": "context full",
                 "cancel": "stopped"}

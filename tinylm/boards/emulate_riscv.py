@@ -2,7 +2,7 @@
 
 `build_program` cross-compiles the benchmark program (firmware_esp32/riscv_virt) with Debian's
 riscv64-unknown-elf-gcc for qemu's riscv32 `virt` machine, cached like the host runtime
-(tinylm/runtime.py). `run` starts qemu with `-icount shift=0`, so that minstret counts exactly
+(tinylm/runtime/build.py). `run` starts qemu with `-icount shift=0`, so that minstret counts exactly
 the instructions retired, with a request block and the model loaded into RAM, and returns the
 token ids and the minstret readings the program prints. `bench` turns them into the figures
 of `tinylm bench --target esp32c3`; `profile` says in which functions the instructions of a
@@ -21,12 +21,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .binformat import read_bin
-from .emulate_rp2040 import matvec_macs, streamed_weight_bytes
-from .runtime import SOURCES, arena_bytes
-from .sampler import to_q16
+from ..export.binformat import read_bin
+from ..runtime.build import SOURCES, cache_dir
+from ..runtime.c_engine import arena_bytes
+from ..runtime.sampler import to_q16
+from .emulation import matvec_macs, streamed_weight_bytes
 
-PROGRAM = Path(__file__).resolve().parent.parent / "firmware_esp32" / "riscv_virt"
+PROGRAM = Path(__file__).resolve().parents[2] / "firmware_esp32" / "riscv_virt"
 CC = "riscv64-unknown-elf-gcc"
 QEMU = "qemu-system-riscv32"
 FLAGS = ["-march=rv32imc", "-mabi=ilp32", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
@@ -73,8 +74,7 @@ def build_program() -> Program:
     digest = hashlib.sha256(" ".join(FLAGS).encode())
     for path in [*sources, SOURCES / "tinylm.h", PROGRAM / "virt.ld"]:
         digest.update(path.read_bytes())
-    cache = Path(os.environ.get("TINYLM_CACHE") or Path.home() / ".cache" / "tinylm")
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = cache_dir()
     elf = cache / f"riscv-virt-{digest.hexdigest()[:16]}.elf"
     if not elf.exists():
         temporary = elf.with_name(f".{elf.name}.{os.getpid()}")

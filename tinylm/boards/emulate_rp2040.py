@@ -1,7 +1,7 @@
 """The bare-metal RP2040 firmware (firmware_rp2040/baremetal) in the rp2040js emulator.
 
 `build_firmware` cross-compiles it with Debian's arm-none-eabi-gcc into a RAM image, cached
-like the host runtime (tinylm/runtime.py). `run` loads that image and a model into an emulated
+like the host runtime (tinylm/runtime/build.py). `run` loads that image and a model into an emulated
 RP2040 (firmware_rp2040/baremetal/emulator/run.js, under node), types lines on UART0 and
 returns what came back with the core's cycle count at each byte. `bench` turns that into the
 figures of `tinylm bench --target rp2040`.
@@ -20,12 +20,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..export.binformat import read_bin
+from ..runtime.build import SOURCES, cache_dir
 from . import protocol, uf2
-from .binformat import read_bin, tensor_bytes
+from .emulation import matvec_macs, streamed_weight_bytes
 from .rp2040_flash import FLASH_BASE, MODEL_OFFSET
-from .runtime import SOURCES
 
-FIRMWARE = Path(__file__).resolve().parent.parent / "firmware_rp2040" / "baremetal"
+FIRMWARE = Path(__file__).resolve().parents[2] / "firmware_rp2040" / "baremetal"
 EMULATOR = FIRMWARE / "emulator"
 CC = "arm-none-eabi-gcc"
 FLAGS = ["-mcpu=cortex-m0plus", "-mthumb", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
@@ -76,7 +77,7 @@ def build_firmware(seed: int = 0, max_tokens: int = 128) -> Firmware:
     digest = hashlib.sha256(" ".join(flags).encode())
     for path in [*sources, SOURCES / "serve.h", SOURCES / "tinylm.h", FIRMWARE / "ram.ld"]:
         digest.update(path.read_bytes())
-    cache = Path(os.environ.get("TINYLM_CACHE") or Path.home() / ".cache" / "tinylm")
+    cache = cache_dir()
     directory = cache / f"rp2040-{digest.hexdigest()[:16]}"
     elf, image = directory / "firmware.elf", directory / "firmware.bin"
     if not image.exists():
@@ -230,25 +231,6 @@ def cycles_by_function(profile: dict[int, int], firmware: Firmware) -> Counter:
     for address, cycles in profile.items():
         by_function[function_at(starts, address).split(".")[0]] += cycles
     return by_function
-
-
-def matvec_macs(config) -> int:
-    """Multiply-accumulates of the weight matrices for one token (attention over the cache
-    not included: it grows with the position)."""
-    c = config
-    per_layer = c.dim * (c.n_heads + 2 * c.n_kv_heads) * c.head_dim \
-        + c.n_heads * c.head_dim * c.dim + 3 * c.dim * c.hidden_dim
-    return c.n_layers * per_layer + c.vocab_size * c.dim
-
-
-def streamed_weight_bytes(model) -> int:
-    """Bytes of weights read from flash per token: every tensor, but only one row of the
-    embedding table unless it is also the output matrix (tied)."""
-    total = sum(len(tensor_bytes(t)) for t in model.tensors.values())
-    if not model.config.tie_embeddings:
-        embeddings = len(tensor_bytes(model.tensors["tok_emb"]))
-        total -= embeddings - embeddings // model.config.vocab_size
-    return total
 
 
 def profile(model_path: str | Path, prompt: bytes = b"Once upon a time", max_tokens: int = 64,

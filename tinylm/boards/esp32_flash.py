@@ -20,14 +20,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..optional import FLASH_EXTRA, MissingPackage
 from . import memplan
 from . import partitions as pt
 from .model_image import check_fits, read_model
-from .optional import FLASH_EXTRA, MissingPackage
 from .serial_ports import find_board_port, system_ports
 
 MODEL_PARTITION = "model"
-DEFAULT_PARTITIONS = Path(__file__).resolve().parents[1] / "firmware_esp32" / "partitions.csv"
+DEFAULT_PARTITIONS = Path(__file__).resolve().parents[2] / "firmware_esp32" / "partitions.csv"
 BUILD_IMAGES = ("bootloader", "partition-table", "app")   # the entries of flasher_args.json
 FLASH_SIZE = 4 << 20       # the flash firmware_esp32/partitions.csv is laid out for
 ESPTOOL_MAJOR = 5          # the version whose command line (write-flash, --flash-mode) we use

@@ -14,7 +14,7 @@ model into the RAM left when it fits there, so that its weights are not read thr
 cache; each goes to SRAM if it fits, else PSRAM (an ESP32's, --psram).
 
 The RP2040's figures come from the bare-metal build (firmware_rp2040/baremetal, the same
-runtime and device loop; `arm-none-eabi-size` on the ELF that tinylm/emulate_rp2040.py builds)
+runtime and device loop; `arm-none-eabi-size` on the ELF that tinylm/boards/emulate_rp2040.py builds)
 plus a margin for what pico-sdk adds:
 
 - SRAM 264 KiB. Reserve 26 KiB: both cores' stacks in the two 4 KiB scratch banks, where
@@ -35,8 +35,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .binformat import MAGIC, align, read_bin
-from .runtime import arena_bytes
+from ..export.binformat import MAGIC, align, read_bin
+from ..runtime.c_engine import arena_bytes
 
 KIB, MIB = 1 << 10, 1 << 20
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .optional import require
+from ..optional import require
 
 ESPRESSIF_VID = 0x303A     # only Espressif's own USB (USB-Serial/JTAG, USB-OTG) uses it
 BRIDGES = {

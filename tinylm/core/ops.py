@@ -16,7 +16,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-
 # ----------------------------------------------------------------------------------------------
 # Embedding: y[b, t] = table[ids[b, t]]
 # The gradient of a row is the sum of the output gradients of every position that looked it up.

@@ -33,8 +33,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
+from ..text.tokenizer import Tokenizer
 from .targets import Piece, TeacherVocab
-from .tokenizer import Tokenizer
 
 
 class Projector:

@@ -3,7 +3,7 @@
     tinylm distill --teacher ID_OR_PATH --data FILE ... --out DIR
 
     1. targets     the teacher reads (or writes) the corpus, and its top-k predictions go to
-                   DIR/targets, shard by shard (teacher/targets.py; files: tinylm/targets.py)
+                   DIR/targets, shard by shard (teacher/targets.py; files: tinylm/distillation/targets.py)
     2. tokenizer   the student's: its own BPE trained on the corpus text, or the teacher's
                    (--student-tokenizer teacher: the same tokens, so KD is exact) -> tokenizer.json
     3. projection  the corpus in student tokens (train.*, val.*) and at every position the
@@ -28,13 +28,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import train as training
-from .checkpoint import checkpoint_path, load_checkpoint
-from .data import (SOFT_IDS, SOFT_LOGPROBS, encode_documents, read_documents, save_tokens,
-                   token_dtype)
+from ..text.data import (
+    SOFT_IDS,
+    SOFT_LOGPROBS,
+    encode_documents,
+    read_documents,
+    save_tokens,
+    token_dtype,
+)
+from ..text.tokenizer import Tokenizer
+from ..training import loop as training
+from ..training.checkpoint import checkpoint_path, load_checkpoint
 from .projection import Projector, continuations
 from .targets import TeacherVocab, atomic_write, missing_shards, read_pieces, write_json
-from .tokenizer import Tokenizer
 
 DEFAULT_TEACHER = "google/gemma-3-1b-it"
 STUDENT_TOKENIZERS = ("own", "teacher")

@@ -1,7 +1,7 @@
 """The .bin file: a quantized model plus its tokenizer, laid out for use in place from flash.
 
 docs/format.md is the specification; this module writes and reads it, and checks a file the
-way the C loader (tinylm/csrc/tinylm.c) does, with the same messages, in the same order.
+way the C loader (tinylm/runtime/csrc/tinylm.c) does, with the same messages, in the same order.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ModelConfig
-from .tokenizer import Tokenizer
+from ..core.config import ModelConfig
+from ..text.tokenizer import Tokenizer
 
 MAGIC = b"TLMB"
 VERSION = 1

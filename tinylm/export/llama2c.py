@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tinylm.checkpoint import Checkpoint, save_checkpoint
-from tinylm.config import ModelConfig
-from tinylm.model import Transformer
-from tinylm.tokenizer import UTF8_CHAR, Tokenizer
+from tinylm.core.config import ModelConfig
+from tinylm.core.model import Transformer
+from tinylm.text.tokenizer import UTF8_CHAR, Tokenizer
+from tinylm.training.checkpoint import Checkpoint, save_checkpoint
 
 FIRST_TEXT_ID = 259  # after <unk>, BOS, EOS and the 256 byte tokens
 

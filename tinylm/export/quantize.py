@@ -23,9 +23,9 @@ import contextlib
 
 import numpy as np
 
-from . import ops
+from ..core import ops
+from ..training.generate import generate
 from .binformat import BITS_DTYPE, F32, Tensor
-from .generate import generate
 
 DEFAULT_GROUP = {8: 32, 4: 16}
 SCALE_HEADROOM = 32767        # a tensor's largest scale maps to about this: 15 bits kept

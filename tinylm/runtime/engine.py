@@ -1,6 +1,6 @@
 """The NumPy reference engine: runs a .bin with exactly the integer arithmetic of the C runtime.
 
-Same model as model.py, in fixed point (fixedpoint.py), step by step as tinylm/csrc/tinylm.c
+Same model as model.py, in fixed point (fixedpoint.py), step by step as tinylm/runtime/csrc/tinylm.c
 does it, so both give the same logits bit for bit:
 
   * a matrix-vector product rounds its input vector to -63..63 with one scale m * 2**k
@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..export.binformat import F32, Q8, BinModel
 from . import fixedpoint as fx
-from .binformat import F32, Q8, BinModel
-
 
 # 1 / (1 + i/64) in Q16, rounded, i = 0..65 (RECIPROCAL_TABLE in tinylm.c)
 RECIPROCALS = np.array([(65536 * 128 + 64 + i) // (2 * (64 + i)) for i in range(66)], np.int64)

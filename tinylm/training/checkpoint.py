@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ModelConfig
-from .model import Transformer
-from .tokenizer import Tokenizer
+from ..core.config import ModelConfig
+from ..core.model import Transformer
+from ..text.tokenizer import Tokenizer
 
 FORMAT = "tinylm-checkpoint/1"
 FILENAME = "checkpoint.npz"

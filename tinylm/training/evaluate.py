@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from .data import split_documents
+from ..text.data import split_documents
 
 
 def evaluate(model, tokenizer, text_or_documents: str | list[str], split: str = "auto",

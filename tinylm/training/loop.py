@@ -28,16 +28,26 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.config import ModelConfig
+from ..core.model import Transformer
+from ..core.ops import SoftTargets
+from ..core.optim import AdamW, clip_grad_norm, learning_rate
+from ..text.data import (
+    SOFT_IDS,
+    SOFT_LOGPROBS,
+    BatchSampler,
+    SoftBatchSampler,
+    encode_documents,
+    load_tokens,
+    read_documents,
+    save_tokens,
+    split_tail,
+    token_dtype,
+)
+from ..text.tokenizer import Tokenizer
 from .checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
-from .config import ModelConfig
-from .data import (SOFT_IDS, SOFT_LOGPROBS, BatchSampler, SoftBatchSampler, encode_documents,
-                   load_tokens, read_documents, save_tokens, split_tail, token_dtype)
 from .evaluate import document_nats
-from .model import Transformer
-from .ops import SoftTargets
-from .optim import AdamW, clip_grad_norm, learning_rate
 from .progress import ProgressBar, append_metrics, plot_losses
-from .tokenizer import Tokenizer
 
 
 @dataclass

@@ -1,5 +1,5 @@
 // Runs the bare-metal tinylm RAM image in rp2040js and reports, as JSON on stdout, what it sent
-// on UART0 with the core's cycle count at each byte. Used by tinylm/emulate_rp2040.py.
+// on UART0 with the core's cycle count at each byte. Used by tinylm/boards/emulate_rp2040.py.
 //
 //   node run.js IMAGE.bin INPUT.bin CLOSINGS [--flash FILE@OFFSET]... [--max-cycles N]
 //               [--stack-bottom ADDRESS] [--profile]

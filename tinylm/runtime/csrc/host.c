@@ -4,7 +4,7 @@
        tinylm-host MODEL.bin [-p PROMPT] [-n MAX_TOKENS] [-t TEMPERATURE] [-k TOP_K]
                    [-P TOP_P] [-s SEED] [-c CONTEXT]
 
-   Python (tinylm/runtime.py) loads the same code as a shared library through ctypes, and
+   Python (tinylm/runtime/c_engine.py) loads the same code as a shared library through ctypes, and
    serve_host.c reads its model with tlm_host_read. On a microcontroller, firmware does what
    tlm_host_open does with its flash and a static array. */
 #include <stdio.h>

@@ -5,7 +5,7 @@
 #define CANCEL 0x03
 #define HELLO 0x05
 #define TEMPERATURE_Q16 65536u      /* `tinylm run`'s defaults: temperature 1, */
-#define TOP_P_Q16 58982u            /* top-p 0.9 (in Q16, rounded as tinylm.sampler.to_q16), */
+#define TOP_P_Q16 58982u            /* top-p 0.9 (in Q16, rounded as tinylm.runtime.sampler.to_q16), */
 #define MAX_TOKENS 256u             /* 256 tokens, seed 0, no top-k */
 
 /* ---- output ---- */

@@ -1,5 +1,5 @@
 /* The device loop (serve.c) on this computer, as a board would run it: the protocol of
-   docs/protocol.md on standard input and output, which `tinylm serve` (tinylm/runtime.py)
+   docs/protocol.md on standard input and output, which `tinylm serve` (tinylm/boards/host_board.py)
    connects to the master side of a pseudo-terminal, so that `tinylm chat` talks to it as to a
    board on a serial port:
 

@@ -1,0 +1,116 @@
+"""What the commands share: option sets (training settings, sampling), types, printing."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import click
+
+from ..boards.partitions import parse_number
+from ..export.binformat import read_bin
+from ..runtime.engine import Engine
+from ..text.data import SPLITS
+from ..training import loop as training
+from ..training.checkpoint import load_model
+from ..training.generate import generate, stream_text
+
+
+def print_json(obj) -> None:
+    click.echo(json.dumps(obj))
+
+
+def print_sample(model, tokenizer, prompt: str, **sampling) -> None:
+    """Print `prompt`, then the model's continuation piece by piece as it is generated."""
+    prompt_ids = tokenizer.encode(prompt, bos=True)
+    new_ids = generate(model, tokenizer, prompt_ids, **sampling)  # checks the arguments
+    click.echo(prompt, nl=False)
+    for piece in stream_text(tokenizer, new_ids, prompt_ids):
+        click.echo(piece, nl=False)  # echo flushes, so the text appears as it is made
+    click.echo()
+
+
+# TrainArgs fields settable from the command line, with help; defaults come from TrainArgs.
+# Ranges catch impossible values here, with the option's name in the message.
+COUNT, SOME = click.IntRange(min=1), click.IntRange(min=0)
+POSITIVE, NON_NEGATIVE = click.FloatRange(min=0, min_open=True), click.FloatRange(min=0)
+TRAIN_OPTIONS = [
+    ("split", click.Choice(SPLITS), "How text is cut into documents (see tinylm/text/data.py)."),
+    ("val_fraction", click.FloatRange(0, 1, min_open=True, max_open=True),
+     "Fraction of the tokens held out for validation, without --val-data."),
+    ("vocab_size", COUNT, "Tokens in the vocabulary, learned from the data by BPE."),
+    ("dim", COUNT, "Width of the residual stream."),
+    ("n_layers", COUNT, "Transformer blocks."),
+    ("n_heads", COUNT, "Query heads."),
+    ("n_kv_heads", COUNT, "Key/value heads; fewer than --n-heads is grouped-query attention. "
+                          "[default: n_heads]"),
+    ("head_dim", COUNT, "Width of each head. [default: dim / n_heads]"),
+    ("hidden_dim", COUNT, "Hidden width of the SwiGLU MLP. [default: 8/3 dim]"),
+    ("seq_len", COUNT, "Tokens per training window, and the model's context length."),
+    ("batch_size", COUNT, "Windows per step."),
+    ("steps", COUNT, "Optimizer steps in all (with --resume: train on up to this step)."),
+    ("lr", POSITIVE, "Peak learning rate, reached after warmup, then cosine decay."),
+    ("warmup_steps", SOME, "Steps of linear learning-rate warmup. [default: 5% of steps]"),
+    ("weight_decay", NON_NEGATIVE, "AdamW weight decay, for matrices only."),
+    ("grad_clip", NON_NEGATIVE, "Largest gradient norm; 0 turns clipping off."),
+    ("seed", int, "Seed of the initial weights and the order of batches."),
+    ("eval_every", COUNT, "Steps between validation runs."),
+    ("checkpoint_every", COUNT, "Steps between checkpoints (one is also saved at the end)."),
+    ("threads", COUNT, "Threads that share each batch."),
+]
+TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(training.TrainArgs)}
+
+
+def train_options(command):
+    for name, type_, help_ in reversed(TRAIN_OPTIONS):
+        default = TRAIN_DEFAULTS[name]
+        command = click.option("--" + name.replace("_", "-"), type=type_, default=default,
+                               show_default=default is not None, help=help_)(command)
+    return command
+
+
+def sampling_options(command):
+    """The prompt and sampling options of `generate` and `run` (each adds its own --seed)."""
+    options = [
+        click.option("--prompt", default="",
+                     help="Text to continue. [default: none, start a new text]"),
+        click.option("--max-tokens", type=SOME, default=256, show_default=True,
+                     help="Most tokens to generate."),
+        click.option("--temperature", type=NON_NEGATIVE, default=1.0, show_default=True,
+                     help="Below 1: safer choices; above 1: wilder ones; "
+                          "0: always the most likely token."),
+        click.option("--top-k", type=SOME, default=0, show_default=True,
+                     help="Sample from the k most likely tokens only (0: all)."),
+        click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.9,
+                     show_default=True, help="Sample from the most likely tokens that together "
+                                             "have this probability."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+class ByteCount(click.ParamType):
+    """A size or offset in bytes: 1048576, 0x100000, 1024K, 1M or 2MB."""
+    name = "bytes"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_number(re.sub(r"(?i)(?<=[km])i?b\s*$", "", value))   # 2MB, 2MiB
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+def is_bin(path) -> bool:
+    return Path(path).suffix == ".bin"
+
+
+def load_scorable(path):
+    """A checkpoint's model, or a .bin's NumPy reference engine, with its tokenizer."""
+    if is_bin(path):
+        engine = Engine(read_bin(path))
+        return engine, engine.tokenizer
+    return load_model(path)
