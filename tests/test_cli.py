@@ -1,8 +1,5 @@
 """The `tinylm` command line, run in-process with click's CliRunner, on a tiny model."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -145,13 +142,3 @@ def test_debug_shows_the_exception(tmp_path):
 def test_usage_mistakes_exit_with_status_2(tmp_path):
     assert run("eval", tmp_path).exit_code == 2         # no --data
     assert run("train", "--out", tmp_path).exit_code == 2  # neither --data nor --resume
-
-
-def test_import_tinylm_leaves_torch_and_transformers_out():
-    code = ("import sys, pkgutil, importlib, tinylm\n"
-            "for m in pkgutil.iter_modules(tinylm.__path__):\n"
-            "    importlib.import_module('tinylm.' + m.name)\n"
-            "print(sorted({'torch', 'transformers'} & set(sys.modules)))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[1], check=True)
-    assert result.stdout.strip() == "[]"
