@@ -94,3 +94,36 @@ def test_missing_and_corrupt_files(tmp_path, tokenizer):
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(ValueError, match="not a valid tinylm checkpoint"):
         load_checkpoint(tmp_path / "other.npz")
+
+
+def test_every_bit_flip_in_the_array_headers_is_a_clear_error(tmp_path, tokenizer):
+    """A flipped bit in a .npy header (a Python literal inside the zip) is one ValueError,
+    whatever the literal turns into; the zip's CRC is left right, as a bad disk might."""
+    import zipfile
+    path = save_checkpoint(make_checkpoint(tokenizer), tmp_path / "good.npz")
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    name = "params/tok_emb.npy"
+    header_end = members[name].index(b"\n") + 1
+    for bit in range(10 * 8, header_end * 8):        # after the magic and the header length
+        damaged = bytearray(members[name])
+        damaged[bit // 8] ^= 1 << bit % 8
+        target = tmp_path / "damaged.npz"
+        with zipfile.ZipFile(target, "w") as archive:
+            for member, data in members.items():
+                archive.writestr(member, bytes(damaged) if member == name else data)
+        try:
+            load_checkpoint(target)
+        except ValueError as e:
+            assert "not a valid tinylm checkpoint" in str(e)
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_save(tmp_path, tokenizer):
+    import subprocess
+    import sys
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stray = tmp_path / f".checkpoint.npz.{gone}.tmp"      # left by a kill -9
+    stray.write_bytes(b"half a checkpoint")
+    save_checkpoint(make_checkpoint(tokenizer), tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]

@@ -137,3 +137,72 @@ def test_two_processes_split_the_teacher_work(gemma_folder, stories, tmp_path):
     assert done_shards(tmp_path / "targets") == {0, 2}
     second = summary_of(distill(*command, "--shard", "2/2"))   # the last one goes on
     assert second["step"] == 2 and done_shards(tmp_path / "targets") == {0, 1, 2}
+
+
+def test_a_stage_that_failed_on_a_setting_takes_a_new_one(gemma_folder, stories, tmp_path):
+    """Too large a vocabulary for the text fails at the tokenizer stage; the fix is accepted,
+    and the teacher's finished targets are not redone."""
+    command = ["--teacher", gemma_folder, "--data", stories, *TINY, "--top-k", 4, "--steps", 2,
+               "--out", tmp_path]
+    failed = distill(*command, "--vocab-size", 60000)
+    assert failed.exit_code == 1 and "too large" in failed.stderr
+    fixed = distill(*command, "--vocab-size", 300, "--json")
+    assert "loading teacher" not in fixed.stderr and summary_of(fixed)["step"] == 2
+    changed = distill(*command, "--vocab-size", 320)        # the tokenizer exists now
+    assert changed.exit_code == 1 and "other settings (vocab_size: 300)" in changed.stderr
+
+
+def test_a_teacher_that_cannot_load_leaves_no_lock(gemma_folder, stories, tmp_path):
+    result = distill("--teacher", "no-such-org/no-such-model", "--data", stories,
+                     "--out", tmp_path)     # offline: the hub cannot be reached
+    assert result.exit_code == 1
+    result = distill("--teacher", gemma_folder, "--data", stories, *TINY, "--steps", 2,
+                     "--out", tmp_path, "--json")
+    assert summary_of(result)["step"] == 2
+
+
+def test_damaged_shards_are_named_and_made_again(gemma_folder, tmp_path):
+    data = tmp_path / "stories.txt"
+    data.write_text("\n\n".join(make_stories(8, seed=3)) + "\n", encoding="utf-8")
+    command = ["--teacher", gemma_folder, "--data", data, *TINY, "--shard-size", 1,
+               "--top-k", 4, "--steps", 2, "--json"]
+    out = tmp_path / "run"
+    summary_of(distill(*command, "--out", out))
+    targets = out / "targets"
+
+    def pieces():
+        return [(p.record, p.tokens.tolist(), p.topk_ids.tolist()) for p in read_pieces(targets)]
+    clean = pieces()
+    shard = [targets / f"shard-{i:05d}.npz" for i in range(5)]
+    shard[4].write_bytes(shard[3].read_bytes())                         # copied over another
+    with pytest.raises(ValueError, match="shard-00004.npz: it holds shard 3"):
+        pieces()
+    data0 = shard[0].read_bytes()
+    shard[0].write_bytes(data0[:len(data0) // 2])                       # truncated
+    flipped = bytearray(shard[1].read_bytes())
+    flipped[len(flipped) // 2] ^= 0x10
+    shard[1].write_bytes(bytes(flipped))                                # a flipped bit
+    shard[2].write_bytes(b"")                                           # empty
+    again = distill(*command, "--out", out)
+    assert again.exit_code == 0, again.output
+    for i, reason in [(0, "cannot be read"), (1, "cannot be read"), (2, "cannot be read"),
+                      (4, "holds shard 3")]:
+        assert f"shard-{i:05d}.npz: it {reason}" in again.stderr
+    assert "shard-00003.npz" not in again.stderr and pieces() == clean
+
+    manifest = targets / "manifest.json"                              # edited by hand
+    plan = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps(dict(plan, n_shards=plan["n_shards"] - 2)))
+    again = distill(*command, "--out", out)
+    assert again.exit_code == 0 and "made for another manifest.json" in again.stderr
+    assert json.loads(manifest.read_text())["n_shards"] == plan["n_shards"]
+    assert pieces() == clean
+
+
+def test_a_copied_folder_resumes(gemma_folder, stories, tmp_path):
+    import shutil
+    command = ["--teacher", gemma_folder, "--data", stories, *TINY, "--top-k", 4, "--json"]
+    summary_of(distill(*command, "--steps", 2, "--out", tmp_path / "first"))
+    shutil.copytree(tmp_path / "first", tmp_path / "copy")
+    resumed = distill(*command, "--steps", 4, "--out", tmp_path / "copy")
+    assert "loading teacher" not in resumed.stderr and summary_of(resumed)["step"] == 4

@@ -13,7 +13,9 @@
 
 Every stage leaves files that mark it done, so the same command run again after a kill goes on
 from the stage (and, for targets and training, the shard or checkpoint) where it stopped. The
-settings are kept in DIR/distill.json; a rerun must use the same, except for MAY_CHANGE.
+settings are kept in DIR/distill.json. A rerun must keep those of every stage that has begun
+(STAGE_SETTINGS), except for MAY_CHANGE; a stage that has left nothing behind, such as one
+that failed on a bad setting, takes new ones.
 
 Only stage 1 and the teacher's tokenizer need the teacher, and so torch and transformers
 (`pip install -e ".[teacher]"`); they are imported only then.
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write, write_json
 from ..text.data import (
     SOFT_IDS,
     SOFT_LOGPROBS,
@@ -40,7 +43,12 @@ from ..text.tokenizer import Tokenizer
 from ..training import loop as training
 from ..training.checkpoint import checkpoint_path, load_checkpoint
 from .projection import Projector, continuations
-from .targets import TeacherVocab, atomic_write, missing_shards, read_pieces, write_json
+from .targets import (
+    TeacherVocab,
+    missing_shards,
+    read_pieces,
+    set_aside_damaged,
+)
 
 DEFAULT_TEACHER = "google/gemma-3-1b-it"
 STUDENT_TOKENIZERS = ("own", "teacher")
@@ -49,6 +57,15 @@ MAX_TEACHER_VOCAB = 65536   # a larger vocabulary would be most of a tiny studen
 # Settings a rerun may change: where the work runs, and how long training goes on.
 MAY_CHANGE = ("shard", "device", "dtype", "sample_batch_size", "steps", "eval_every",
               "checkpoint_every", "threads")
+# The settings each stage's files depend on, and the file or folder that shows it has begun.
+# Training depends on every other setting of `training` (the model's shape, the loss).
+STAGE_SETTINGS = [
+    ("targets/shard-*.npz", ("teacher", "data", "split", "dataset", "dataset_limit", "prompts",
+                 "synthetic", "free", "k", "shard_size", "max_new_tokens",
+                 "sample_temperature", "top_p", "seed")),
+    ("tokenizer.json", ("student_tokenizer", "vocab_size")),
+    ("prepared.json", ("undecided", "val_data", "val_fraction")),
+]
 
 
 @dataclass
@@ -127,14 +144,12 @@ def _stderr(message: str) -> None:
 
 
 def _check_settings(args, out: Path) -> None:
+    """Refuse settings that differ from those the work already in `out` was done with."""
     saved_path = out / "distill.json"
     current = dataclasses.asdict(args)
     if saved_path.exists():
-        def flat(settings):   # the training settings alongside the others
-            return {**{k: v for k, v in settings.items() if k != "training"},
-                    **settings["training"]}
-        now, before = flat(current), flat(json.loads(saved_path.read_text()))
-        changed = sorted(k for k in set(now) | set(before)
+        now, before = _flat(current), _flat(json.loads(saved_path.read_text()))
+        changed = sorted(k for k in _locked_settings(out, before)
                          if k not in MAY_CHANGE and now.get(k) != before.get(k))
         if changed:
             raise ValueError(f"{out} holds a distillation with other settings ("
@@ -142,6 +157,24 @@ def _check_settings(args, out: Path) -> None:
                              + "): rerun with the same settings, or use another --out")
     out.mkdir(parents=True, exist_ok=True)
     write_json(saved_path, current)
+
+
+def _flat(settings: dict) -> dict:
+    """The training settings alongside the others; not `out`, so a moved folder resumes."""
+    return {**{k: v for k, v in settings.items() if k not in ("training", "out")},
+            **settings["training"]}
+
+
+def _locked_settings(out: Path, before: dict) -> set[str]:
+    """The settings of the stages that have begun in `out`."""
+    locked = set()
+    for marker, names in STAGE_SETTINGS:
+        if any(out.glob(marker)):
+            locked.update(names)
+    if checkpoint_path(out).exists():
+        staged = {name for _, names in STAGE_SETTINGS for name in names}
+        locked.update(set(before) - staged)
+    return locked
 
 
 def teacher_package():
@@ -163,6 +196,9 @@ def teacher_package():
 def _targets_stage(args, out: Path, log) -> int:
     """Make this process's missing shards. Returns how many shards are still missing."""
     directory = out / "targets"
+    if (directory / "manifest.json").exists():
+        for message in set_aside_damaged(directory):
+            log(message)
     need_targets = not (directory / "manifest.json").exists() or missing_shards(directory)
     need_tokenizer = args.student_tokenizer == "teacher" and not (out / "tokenizer.json").exists()
     if not (need_targets or need_tokenizer):

@@ -12,7 +12,10 @@ A directory holds
 
 A shard file exists only when complete: it is written to a temporary name and renamed, and a
 rename is atomic. So a killed run leaves every shard either done or absent, and running again
-does exactly the absent ones. Shards are independent, so processes can split them (`--shard
+does exactly the absent ones. Each shard also records its index, its records and a digest of
+the manifest it was made for, and zip keeps a CRC-32 of every array: a shard that is
+damaged, truncated, copied over another or made for another plan is named and set aside
+(renamed *.damaged) to be made again, never read as if it were right. Shards are independent, so processes can split them (`--shard
 K/N` takes every N-th, starting at the K-th) and the manifest then merges them: reading lists
 shards 0 .. n_shards - 1.
 
@@ -30,15 +33,21 @@ SentencePiece-style tokenizer puts before the first token. Arrays in a shard (P 
     prompt, prompt_end     chat prompts, likewise (empty for other kinds)
     tokens, tokens_end     teacher token ids (int32), likewise
     topk_ids, topk_logprobs   (sum of (n + 1), k): the predictions, piece after piece
+    stamp (4,) int64       the shard's index, its first and end record, and the manifest's
+                           digest (the first 8 bytes of its SHA-256, as a signed integer)
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import atomic_write, write_json
+from ..training.checkpoint import NPZ_ERRORS
 
 FORMAT = "tinylm-teacher-targets/1"
 KINDS = ("text", "chat", "free")
@@ -60,31 +69,14 @@ def shard_path(directory: str | Path, index: int) -> Path:
     return Path(directory) / f"shard-{index:05d}.npz"
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call write(file) on a temporary file, then rename it to `path`: all or nothing."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj) -> None:
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=1) + "\n").encode()))
-
-
 def ensure_manifest(directory: str | Path, manifest: dict) -> None:
-    """Write the plan, or check that the one already there is the same."""
+    """Write the plan, or check that the one already there is the same (a plan that no shard
+    was made by yet is simply replaced)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "manifest.json"
     manifest = dict(manifest, format=FORMAT)
-    if path.exists():
+    if path.exists() and done_shards(directory):
         existing = read_manifest(directory)
         changed = sorted(key for key in set(manifest) | set(existing)
                          if manifest.get(key) != existing.get(key))
@@ -115,6 +107,50 @@ def missing_shards(directory: str | Path) -> list[int]:
     return [i for i in range(read_manifest(directory)["n_shards"]) if i not in done]
 
 
+def shard_stamp(directory: str | Path, index: int) -> np.ndarray:
+    """What a shard made now for this plan records about itself (see the module's doc)."""
+    manifest_bytes = (Path(directory) / "manifest.json").read_bytes()
+    manifest = json.loads(manifest_bytes)
+    size = manifest["settings"]["shard_size"]
+    first, end = index * size, min((index + 1) * size, manifest["n_records"])
+    digest = int.from_bytes(hashlib.sha256(manifest_bytes).digest()[:8], "little", signed=True)
+    return np.array([index, first, end, digest], np.int64)
+
+
+def shard_damage(directory: str | Path, index: int) -> str | None:
+    """Why shard `index` of this plan cannot be used, or None when it can."""
+    if index >= read_manifest(directory)["n_shards"]:
+        return "the plan has no shard of that number"
+    try:
+        with np.load(shard_path(directory, index)) as arrays:   # zip checks every CRC-32
+            stamp, record = arrays["stamp"], arrays["record"]
+            for name in arrays.files:
+                arrays[name]
+    except NPZ_ERRORS as e:
+        return f"it cannot be read ({type(e).__name__}: {e})"
+    expected = shard_stamp(directory, index)
+    if stamp[0] != index:
+        return f"it holds shard {stamp[0]}, not shard {index}"
+    if stamp[3] != expected[3]:
+        return "it was made for another manifest.json"
+    if record.size and (record.min() < expected[1] or record.max() >= expected[2]):
+        return f"its records are not those of shard {index}"
+    return None
+
+
+def set_aside_damaged(directory: str | Path) -> list[str]:
+    """Rename every unusable shard to *.damaged, so that it is made again; one message each."""
+    messages = []
+    for index in sorted(done_shards(directory)):
+        reason = shard_damage(directory, index)
+        if reason:
+            path = shard_path(directory, index)
+            os.replace(path, path.with_name(path.name + ".damaged"))
+            messages.append(f"{path}: {reason}; set aside as {path.name}.damaged, to be made "
+                            "again")
+    return messages
+
+
 def write_shard(directory: str | Path, index: int, pieces: list[Piece]) -> Path:
     def joined(chunks, dtype):
         ends = np.cumsum([len(c) for c in chunks], dtype=np.int64)
@@ -136,7 +172,8 @@ def write_shard(directory: str | Path, index: int, pieces: list[Piece]) -> Path:
         topk_ids=np.concatenate([p.topk_ids for p in pieces]).astype(np.int32) if pieces
         else np.zeros((0, k), np.int32),
         topk_logprobs=np.concatenate([p.topk_logprobs for p in pieces]).astype(np.float16)
-        if pieces else np.zeros((0, k), np.float16))
+        if pieces else np.zeros((0, k), np.float16),
+        stamp=shard_stamp(directory, index))
     path = shard_path(directory, index)
     atomic_write(path, lambda f: np.savez(f, **arrays))
     return path
@@ -170,6 +207,10 @@ def read_pieces(directory: str | Path):
         raise ValueError(f"{directory}: {len(missing)} shard(s) not done yet (e.g. "
                          f"{shard_path(directory, missing[0]).name}): finish making targets")
     for index in range(read_manifest(directory)["n_shards"]):
+        reason = shard_damage(directory, index)
+        if reason:
+            raise ValueError(f"{shard_path(directory, index)}: {reason}; run the same command "
+                             "again to make it anew")
         yield from read_shard(shard_path(directory, index))
 
 

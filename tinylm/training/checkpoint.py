@@ -13,25 +13,28 @@ A checkpoint is a NumPy .npz archive (a zip of .npy arrays, readable with np.loa
 Training saves all of it, so a resumed run continues exactly where it stopped. Imports (e.g.
 from llama2.c) have no optimizer or sampler state and save only the model and tokenizer.
 
-Saving writes a temporary file next to the checkpoint and then renames it over the old one.
-A rename within a directory is atomic, so a crash or kill at any moment leaves either the old
-checkpoint or the new one, never half of one (a kill, which no code can catch, may leave a
-stray .tmp file beside it).
+Saving is all or nothing (tinylm/atomic.py): a crash or kill at any moment leaves either the
+old checkpoint or the new one, never half of one.
 """
 from __future__ import annotations
 
 import json
-import os
+import tokenize
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..core.config import ModelConfig
 from ..core.model import Transformer
 from ..text.tokenizer import Tokenizer
 
+# What np.load and a damaged .npz can raise: a bad zip, a CRC mismatch, a truncated array, a
+# garbled .npy header (parsed as a Python literal), a missing entry.
+NPZ_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, SyntaxError,
+              tokenize.TokenError, zipfile.BadZipFile)
 FORMAT = "tinylm-checkpoint/1"
 FILENAME = "checkpoint.npz"
 
@@ -67,16 +70,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
         for key in ("m", "v"):
             arrays.update({f"optimizer/{key}/{name}": a
                            for name, a in checkpoint.optimizer[key].items()})
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())  # the data is on disk before the rename makes it the checkpoint
-        os.replace(temporary, path)
-    except BaseException:  # also Ctrl-C: never leave the temporary file behind
-        temporary.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **arrays))
     return path
 
 
@@ -103,8 +97,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                           tokenizer=Tokenizer.from_json(entries["tokenizer"].tobytes().decode()),
                           step=meta["step"], optimizer=optimizer, sampler=meta["sampler"],
                           train_args=meta["train_args"])
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path} is not a valid tinylm checkpoint ({e})") from e
+    except NPZ_ERRORS as e:
+        raise ValueError(f"{path} is not a valid tinylm checkpoint "
+                         f"({type(e).__name__}: {e})") from e
 
 
 def load_model(path: str | Path) -> tuple[Transformer, Tokenizer]:
