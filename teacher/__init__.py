@@ -6,7 +6,8 @@
     targets.py     run the teacher over the corpus and write its top-k predictions to shards
     tiny_gemma.py  train a tiny Gemma-3-architecture teacher locally (the offline first run)
 
-Install with `pip install -e ".[teacher]"`. `tinylm distill` (tinylm/distillation/stages.py) drives it.
+Install with `pip install -e ".[teacher]"`. `tinylm distill` (tinylm/distillation/stages.py)
+drives it.
 """
 
 import os

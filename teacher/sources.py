@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinylm.text.corpus import ANIMALS, CHARACTERS, PLACES, THINGS
-from tinylm.text.data import read_documents
+from tinylm.text.data import read_documents, read_text
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def plan_records(data=(), split="auto", dataset=None, dataset_limit=None, prompt
     if dataset:
         records += [Record("text", doc) for doc in read_dataset(dataset, dataset_limit)]
     if prompts:
-        lines = Path(prompts).read_text(encoding="utf-8").splitlines()
+        lines = read_text(prompts).splitlines()
         records += [Record("chat", line.strip()) for line in lines if line.strip()]
     records += [Record("chat", p) for p in builtin_prompts(synthetic, seed)]
     records += [Record("free") for _ in range(free)]

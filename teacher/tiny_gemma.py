@@ -23,6 +23,8 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from tokenizers.trainers import BpeTrainer
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
 
+from tinylm.training.progress import plural
+
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]  # ids 0..5
 # Gemma's chat template, without system prompts and images: "assistant" is written "model".
 CHAT_TEMPLATE = (
@@ -88,7 +90,7 @@ def train_tiny_gemma(texts: list[str], folder: str | Path, vocab_size: int = 102
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"training a tiny Gemma-3 teacher ({n_params:,} parameters, vocabulary "
-        f"{len(tokenizer):,}) on {len(texts):,} texts ({len(stream):,} tokens)")
+        f"{len(tokenizer):,}) on {plural(len(texts), 'text')} ({len(stream):,} tokens)")
     started = time.perf_counter()
     model.train()
     for step in range(steps):

@@ -2,8 +2,9 @@
 
 Hugging Face tokenizers write token strings in one of two ways: SentencePiece style (Llama,
 Gemma), where "▁" stands for a space and "<0x41>" for a raw byte, or byte-level (GPT-2), where
-every byte has a printable stand-in character. The projection (tinylm/distillation/projection.py) needs the
-real bytes of every token; special tokens get None, as they stand for no text.
+every byte has a printable stand-in character. The projection
+(tinylm/distillation/projection.py) needs the real bytes of every token; special tokens get
+None, as they stand for no text.
 """
 from __future__ import annotations
 

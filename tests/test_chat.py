@@ -1,9 +1,11 @@
 """`tinylm chat` end to end: the real command, run as a process, on the slave side of a
 pseudo-terminal whose master side plays the board (tests/fake_board.py)."""
 import os
+import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tty
 from pathlib import Path
@@ -144,6 +146,36 @@ def test_nothing_answering_on_the_port_times_out():
         os.close(slave)
     assert result.returncode == 1
     assert "sent nothing for 0.5 s while waiting for a tinylm board to answer" in result.stderr
+
+
+@pytest.mark.parametrize("noise", [b"rst:0x10 (RTCWDT_RTC_RESET),boot:0x13\r\n",   # boot loop
+                                   bytes(range(256)) * 4])                        # wrong baud
+def test_a_port_that_keeps_talking_without_the_protocol_times_out(noise):
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    stop = threading.Event()
+
+    def babble():
+        while not stop.is_set():
+            try:
+                os.write(master, noise)
+            except OSError:
+                return
+            time.sleep(0.01)
+            if select.select([master], [], [], 0)[0]:
+                os.read(master, 4096)
+    talker = threading.Thread(target=babble, daemon=True)
+    talker.start()
+    start = time.monotonic()
+    try:
+        result = chat(os.ttyname(slave), "--prompt", "hello", "--timeout", "1")
+    finally:
+        stop.set()
+        talker.join()
+        os.close(master)
+        os.close(slave)
+    assert result.returncode == 1 and time.monotonic() - start < 20
+    assert "kept sending for 1 s, but nothing of the tinylm protocol" in result.stderr
 
 
 @pytest.mark.parametrize("options, message", [

@@ -142,3 +142,75 @@ def test_debug_shows_the_exception(tmp_path):
 def test_usage_mistakes_exit_with_status_2(tmp_path):
     assert run("eval", tmp_path).exit_code == 2         # no --data
     assert run("train", "--out", tmp_path).exit_code == 2  # neither --data nor --resume
+
+
+def test_a_path_of_the_wrong_kind_says_which_command_takes_it(trained, tmp_path, stories):
+    out, _ = trained
+    model_bin = tmp_path / "model.bin"
+    assert run("quantize", out, "--bits", 8, "-o", model_bin).exit_code == 0
+    for command in ("generate", "quantize"):
+        extra = ["--bits", 8, "-o", tmp_path / "x.bin"] if command == "quantize" else []
+        assert_one_line_error(run(command, model_bin, *extra), "is a .bin model file",
+                              f"`tinylm {command}` takes a model directory", "`tinylm run`")
+    for command in ("info", "generate", "eval"):
+        extra = ["--data", stories] if command == "eval" else []
+        assert_one_line_error(run(command, stories, *extra),
+                              "neither a checkpoint nor a .bin", f"`tinylm {command}` takes")
+    assert_one_line_error(run("run", out), "is a directory", "`tinylm run` takes a .bin",
+                          "`tinylm generate`")
+
+
+def test_generation_says_when_the_context_cut_it_short(trained):
+    out, _ = trained
+    result = run("generate", out, "--prompt", "word " * 6, "--max-tokens", 100,
+                 "--temperature", 0)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "(stopped: the context of 32 tokens is full)\n"
+    short = run("generate", out, "--prompt", "word", "--max-tokens", 2, "--temperature", 0)
+    assert short.exit_code == 0 and short.stderr == ""
+
+
+@pytest.mark.parametrize("engine", ["c", "numpy"])
+def test_run_refuses_a_long_prompt_before_printing(trained, tmp_path, engine):
+    out, _ = trained
+    model_bin = tmp_path / "model.bin"
+    run("quantize", out, "--bits", 8, "-o", model_bin)
+    result = run("run", model_bin, "--engine", engine, "--prompt", "word " * 40)
+    assert_one_line_error(result, "the prompt has", "it needs 1 to 31")
+
+
+def test_an_interrupted_run_exits_130_and_labels_its_validation(stories, tmp_path,
+                                                                monkeypatch):
+    from tinylm.training import loop
+    steps = []
+
+    def ctrl_c_in_step_3(grads, limit):
+        steps.append(1)
+        if len(steps) == 3:
+            raise KeyboardInterrupt
+        return real(grads, limit)
+    real = loop.clip_grad_norm
+    monkeypatch.setattr(loop, "clip_grad_norm", ctrl_c_in_step_3)
+    result = run("train", "--data", stories, "--out", tmp_path, *TINY, "--steps", 10,
+                 "--eval-every", 1)
+    assert result.exit_code == 130
+    assert "step 2: val loss" in result.stdout and "(at step" not in result.stdout
+    monkeypatch.setattr(loop, "clip_grad_norm", real)
+    result = run("train", "--out", tmp_path, "--resume", "--steps", 5, "--eval-every", 4)
+    assert result.exit_code == 0 and "step 5: val loss " in result.stdout
+    assert "Ctrl-C saves a checkpoint and stops with exit status 130" in " ".join(
+        run("train", "--help").stdout.split())
+
+
+def test_text_that_is_not_utf8_is_named_with_its_offset(tmp_path):
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\xe9 au lait".encode("latin-1"))
+    assert_one_line_error(run("train", "--data", latin1, "--out", tmp_path / "a"),
+                          str(latin1), "not UTF-8", "byte 3 is 0xe9")
+
+
+def test_one_document_is_not_plural(trained, tmp_path):
+    out, _ = trained
+    one = tmp_path / "one.txt"
+    one.write_text("Tom had a red ball.")
+    assert "(1 document," in run("eval", out, "--data", one).stdout

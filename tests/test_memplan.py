@@ -116,8 +116,21 @@ def test_info_prints_the_plan_and_exits_0_when_it_fits():
     result = info(model_bin("small"), "--target", "rp2040", "--flash-size", "2MB")
     assert result.exit_code == 0, result.output
     assert "On the rp2040 (2,097,152 bytes of flash, 270,336 of SRAM):" in result.stdout
-    assert "weights copied into SRAM at boot" in result.stdout
+    copy = memplan.align(model_bin("small").stat().st_size)
+    assert f"model copy     {copy:>11,} in SRAM, copied from flash at boot" in result.stdout
     assert result.stdout.rstrip().endswith("fits")
+
+
+def test_info_and_flash_plan_a_long_context_alike(tmp_path):
+    """Without --context both take the longest context that fits, as the firmware does."""
+    result = info(model_bin("long"), "--target", "rp2040", "--json")
+    assert result.exit_code == 0, result.output
+    facts = json.loads(result.stdout)
+    planned = rp2040_plan(model_bin("long"))
+    assert facts["plan"]["context"] == facts["context"] == planned.context < 2048
+    flashed = CliRunner().invoke(main, ["flash", "rp2040", str(model_bin("long")), "--out",
+                                        str(tmp_path / "m.uf2")])
+    assert flashed.exit_code == 0, flashed.output
 
 
 def test_info_exits_1_with_one_line_saying_what_to_shrink():

@@ -1,4 +1,5 @@
-"""The C runtime (tinylm/runtime/csrc) against the NumPy reference engine (tinylm/runtime/engine.py).
+"""The C runtime (tinylm/runtime/csrc) against the NumPy reference engine
+(tinylm/runtime/engine.py).
 
 Both compute in the same integer arithmetic, so the test demands identical Q16 logits at every
 step (tolerance 0: any difference is a bug, not rounding) and identical tokens. They run on

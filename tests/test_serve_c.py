@@ -1,12 +1,14 @@
-"""The device loop (tinylm/runtime/csrc/serve.c) builds warning-free as freestanding C99 for the host
-and the microcontrollers, calls nothing but the runtime (and the compiler's own helpers), and
+"""The device loop (tinylm/runtime/csrc/serve.c) builds warning-free as freestanding C99 for the
+host and the microcontrollers, calls nothing but the runtime (and the compiler's own helpers), and
 on the chips without an FPU uses no floating point; its host program (serve_host.c) builds
 warning-free too."""
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
+from binmodels import tiny_model_bin
 
 from tinylm.runtime.build import SOURCES
 
@@ -49,3 +51,20 @@ def test_the_host_program_builds_warning_free(tmp_path):
     result = subprocess.run(["gcc", *STRICT, *map(str, sources), "-o", str(tmp_path / "serve")],
                             capture_output=True, text=True)
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_the_rate_of_a_fast_answer_comes_from_microseconds(tmp_path):
+    """5 tokens in 300 microseconds are 16,666.66 tok/s, though ms (at least 1) says 1."""
+    require("gcc")
+    sources = [SOURCES / name for name in ("tinylm.c", "host.c", "serve.c")]
+    program = tmp_path / "serve_clock"
+    subprocess.run(["gcc", "-std=c99", "-O1", "-I", str(SOURCES), *map(str, sources),
+                    str(Path(__file__).resolve().parent / "c" / "serve_clock.c"),
+                    "-o", str(program)], check=True)
+    model = tiny_model_bin(tmp_path / "tiny.bin")
+    output = subprocess.run([str(program), str(model)], capture_output=True, check=True).stdout
+    done = dict(field.split(b"=") for field in output.split(b"@done ")[1].split())
+    tokens = int(done[b"tokens"])
+    assert done[b"ms"] == b"1"
+    rate = tokens * 10**8 // 300                     # tok/s * 100
+    assert done[b"tok_s"].decode() == f"{rate // 100}.{rate % 100:02d}"

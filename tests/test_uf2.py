@@ -1,6 +1,7 @@
 """UF2 files, and `tinylm flash rp2040`: the model's UF2, and how it reaches the board."""
 import os
 import random
+import shutil
 import struct
 import sys
 from pathlib import Path
@@ -70,6 +71,8 @@ def test_firmware_and_model_become_one_file_numbered_together():
 @pytest.mark.parametrize("options, message", [
     ({"offset": 0x100100}, "0x100100 is not a multiple of the 0x1000-byte flash sector"),
     ({"offset": 0x200000}, "past the end of the flash"),
+    ({"offset": 0}, "0x0 is inside the firmware's part of the flash"),
+    ({"offset": 0x3F000}, "0x3f000 is inside the firmware's part of the flash"),
     ({"flash_size": MODEL_OFFSET + 512}, "1,000 bytes, 488 more than the 512 that the flash"),
     ({"firmware": firmware_uf2(MODEL_OFFSET + 1)}, "writes at 0x10100000, where the model goes"),
     ({"firmware": firmware_uf2(256, family=0xE48BFF59)},
@@ -164,4 +167,27 @@ def test_without_drive_or_picotool_it_says_what_to_do(tmp_path, no_drives, monke
     assert result.exit_code == 0, result.output
     assert f"wrote {tmp_path / 'model.uf2'} (4 blocks): model.bin at 0x10100000" in result.stdout
     assert "hold the BOOTSEL button while plugging the board in" in result.stdout
+    assert "also needs the tinylm firmware" in result.stdout and "--firmware" in result.stdout
     assert os.path.getsize(tmp_path / "model.uf2") == 4 * 512
+
+
+def test_a_drive_without_room_gets_no_partial_file(tmp_path, no_drives, monkeypatch):
+    drive = fake_drive(tmp_path / "RPI-RP2")
+    real = shutil.disk_usage
+    monkeypatch.setattr(rp2040_flash.shutil, "disk_usage",
+                        lambda path: real(path)._replace(free=100))
+    result = flash(tmp_path, "--drive", drive)
+    assert result.exit_code == 1 and "100 bytes free, 2,048 are needed" in result.stderr
+    assert not (drive / "model.uf2").exists()
+    monkeypatch.undo()
+
+    real_fsync = os.fsync
+
+    def full(fd):                         # the drive fills up during the copy
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(drive)):
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", full)
+    result = flash(tmp_path, "--drive", drive)
+    assert result.exit_code == 1 and "No space left" in result.stderr
+    assert not (drive / "model.uf2").exists() and (tmp_path / "model.uf2").exists()

@@ -1,7 +1,8 @@
 """`tinylm chat`: talk to a model running on a board, over its serial port (docs/protocol.md).
 
-The client never waits without a limit: every read gives up after `timeout` seconds of
-silence, so a board that resets, hangs or is unplugged in the middle of an answer ends the
+The client never waits without a limit: it gives up after `timeout` seconds without a word of
+the protocol, whether the port is silent (a board that hangs or is unplugged) or keeps sending
+something else (a board that resets over and over, a wrong baud rate, noise), so that ends the
 answer with a message instead of a hung terminal. Ctrl-C during an answer asks the board to
 stop (and a second Ctrl-C leaves at once).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import sys
+import time
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -42,6 +44,7 @@ class Link:
         except OSError as e:          # pyserial's message names the port and the reason
             raise DeviceError(e.strerror or str(e)) from None
         self.parser = p.Parser()
+        self.heard = time.monotonic()     # when the board last said something of the protocol
 
     def close(self) -> None:
         self.port.close()
@@ -55,7 +58,13 @@ class Link:
 
     def read_events(self, waiting_for: str) -> list[p.Event]:
         """The events completed by the next bytes from the board (maybe none: a partial line).
-        DeviceError after `timeout` seconds of silence, or when the port goes away."""
+        DeviceError after `timeout` seconds of silence or of bytes that are not the protocol,
+        or when the port goes away."""
+        if time.monotonic() - self.heard > self.timeout:
+            raise DeviceError(f"{self.name} kept sending for {self.timeout:g} s, but nothing "
+                              f"of the tinylm protocol, while waiting for {waiting_for}: a "
+                              "wrong --baud, a board that keeps restarting, or another program "
+                              "on it?")
         try:
             data = self.port.read(self.port.in_waiting or 1)
         except OSError as e:
@@ -65,12 +74,16 @@ class Link:
             raise DeviceError(f"{self.name} sent nothing for {self.timeout:g} s while waiting "
                               f"for {waiting_for}: the board may have reset, hung or been "
                               "unplugged (--timeout sets how long to wait)")
-        return self.parser.feed(data)
+        events = self.parser.feed(data)
+        if any(not isinstance(event, p.Other) for event in events):
+            self.heard = time.monotonic()
+        return events
 
     def hello(self) -> dict[str, str]:
         """Make the board say what it is: end whatever it was doing, ask for @ready."""
         self.port.reset_input_buffer()
         self.send(p.CANCEL + p.HELLO)
+        self.heard = time.monotonic()
         waiting_for = (f"a tinylm board to answer (is its firmware running, at "
                        f"{self.port.baudrate} baud?)")
         while True:
@@ -157,6 +170,7 @@ def ask(link: Link, prompt: str, max_line: int, out: TextIO, err: TextIO) -> Ans
     """Send one prompt; print it and the answer as it streams to `out`; return the answer."""
     line = check_prompt(prompt, max_line)
     link.send(line + b"\n")
+    link.heard = time.monotonic()
     transcript = Transcript(prompt, out, err)
     pending: list[p.Event] = []
     cancelled = False

@@ -14,8 +14,8 @@ model into the RAM left when it fits there, so that its weights are not read thr
 cache; each goes to SRAM if it fits, else PSRAM (an ESP32's, --psram).
 
 The RP2040's figures come from the bare-metal build (firmware_rp2040/baremetal, the same
-runtime and device loop; `arm-none-eabi-size` on the ELF that tinylm/boards/emulate_rp2040.py builds)
-plus a margin for what pico-sdk adds:
+runtime and device loop; `arm-none-eabi-size` on the ELF that tinylm/boards/emulate_rp2040.py
+builds) plus a margin for what pico-sdk adds:
 
 - SRAM 264 KiB. Reserve 26 KiB: both cores' stacks in the two 4 KiB scratch banks, where
   pico-sdk puts them (8 KiB; the deepest stack measured in the emulator is under 2 KiB), the
@@ -90,6 +90,7 @@ class Plan:
     psram: int
     arena_in: str            # sram or psram
     weights: str             # where they are read from, as @ready says: sram, psram, flash
+    weights_copied: int      # bytes of the model copied there at boot (0: read from flash)
     problems: list[str] = field(default_factory=list)   # each says what to shrink
 
     @property
@@ -131,7 +132,8 @@ def plan(model_path: str | Path, board_name: str, flash: FlashRoom, context: int
                   model_bytes=model.file_size, model_room=flash.model_room, sram=board.sram,
                   sram_reserve=board.sram_reserve, arena_room=room,
                   arena_bytes=arena_bytes(config, context), psram=psram,
-                  arena_in=arena_in, weights=weights)
+                  arena_in=arena_in, weights=weights,
+                  weights_copied=0 if weights == "flash" else align(model.file_size))
     if model.bits == 32 and not board.float_weights:
         result.problems.append(f"float32 weights need an FPU, which the {board.name} lacks: "
                                "quantize to --bits 8 or 4")

@@ -12,6 +12,7 @@ MAX_LINE = 255              # bytes of a prompt line before its line end, unless
 CANCEL = b"\x03"            # stop the answer under way, or drop a partly sent line
 HELLO = b"\x05"             # ask for the @ready line again
 TEXT_START = b"@text "
+LONGEST_OTHER = 4096        # a line that is not the protocol is cut into pieces of this size
 UNESCAPE = {ord("\\"): b"\\", ord("n"): b"\n", ord("r"): b"\r"}
 
 
@@ -91,6 +92,9 @@ class Parser:
                     continue
                 if end >= 0:
                     events.append(line_event(bytes(self.line).rstrip(b"\r")))
+                    self.line.clear()
+                elif len(self.line) > LONGEST_OTHER:   # noise with no line end: never kept whole
+                    events.append(Other(bytes(self.line)))
                     self.line.clear()
             data = rest
         return events

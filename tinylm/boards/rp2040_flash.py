@@ -18,6 +18,7 @@ import subprocess
 from glob import glob
 from pathlib import Path
 
+from ..atomic import atomic_write
 from . import memplan, uf2
 from .model_image import check_fits, read_model
 
@@ -25,6 +26,9 @@ FLASH_BASE = 0x10000000     # where the RP2040 maps its external flash (execute-
 MODEL_OFFSET = 0x100000     # 1 MiB into flash: the firmware below, the model above
 FLASH_SIZE = 2 << 20        # the Raspberry Pi Pico's flash
 SECTOR = 0x1000             # the bootloader erases a whole 4 KiB sector before writing into it
+# The start of the flash is the firmware's: the second-stage boot loader, then the program.
+# Without --firmware, whose blocks show where it ends, a model goes no lower than this.
+FIRMWARE_FLASH = 0x40000
 BOARD_ID = "Board-ID: RPI-RP2"    # a line of INFO_UF2.TXT on the RP2040's BOOTSEL drive
 
 
@@ -48,6 +52,10 @@ def model_uf2(model: bytes, offset: int = MODEL_OFFSET, flash_size: int = FLASH_
               firmware_name: str = "the firmware") -> bytes:
     """One UF2 file with the model at `offset` in flash, after the firmware's blocks if given."""
     room = flash_room(offset, flash_size)
+    if firmware is None and offset < FIRMWARE_FLASH:
+        raise ValueError(f"the offset {offset:#x} is inside the firmware's part of the flash "
+                         f"(boot loader and program, below {FIRMWARE_FLASH:#x}): the firmware "
+                         f"looks for the model at {MODEL_OFFSET:#x}")
     check_fits(len(model), room.model_room, model_name, room.place)
     start = FLASH_BASE + offset
     end = start + -(-len(model) // SECTOR) * SECTOR        # the sectors the model will erase
@@ -98,12 +106,22 @@ def find_drives(points: list[Path]) -> list[Path]:
 
 
 def copy_to_drive(uf2_path: Path, drive: Path) -> None:
-    # fsync: the board takes the file as its blocks arrive, not when the system gets round
-    # to writing its cache; it restarts by itself once it has them all.
-    with open(drive / uf2_path.name, "wb") as f:
-        f.write(uf2_path.read_bytes())
-        f.flush()
-        os.fsync(f.fileno())
+    data = uf2_path.read_bytes()
+    free = shutil.disk_usage(drive).free
+    if free < len(data):
+        raise OSError(f"{drive} has {free:,} bytes free, {len(data):,} are needed: it is not "
+                      "an RP2040's drive, or the board is not in BOOTSEL mode")
+    target = drive / uf2_path.name
+    try:
+        # fsync: the board takes the file as its blocks arrive, not when the system gets
+        # round to writing its cache; it restarts by itself once it has them all.
+        with open(target, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:
+        target.unlink(missing_ok=True)    # no half a UF2 left behind
+        raise
 
 
 def deliver(uf2_path: Path, drive: Path | None, echo) -> None:
@@ -132,7 +150,9 @@ def deliver(uf2_path: Path, drive: Path | None, echo) -> None:
     echo(f"No RP2040 drive is mounted and picotool is not installed. To flash {uf2_path}:\n"
          "hold the BOOTSEL button while plugging the board in; it shows up as a drive named "
          "RPI-RP2; copy the file onto it (or run this command again then). The board "
-         "restarts by itself once the copy is done.")
+         "restarts by itself once the copy is done.\n"
+         "The board also needs the tinylm firmware, unless it already runs it: build it "
+         "(firmware_rp2040/README.md) and pass --firmware build/tinylm.uf2 to write both.")
 
 
 def flash_rp2040(model_path: str | Path, drive: str | Path | None = None,
@@ -145,7 +165,7 @@ def flash_rp2040(model_path: str | Path, drive: str | Path | None = None,
                       None if firmware is None else Path(firmware).read_bytes(),
                       str(model_path), str(firmware))
     uf2_path = Path(out) if out is not None else model_path.with_suffix(".uf2")
-    uf2_path.write_bytes(image)
+    atomic_write(uf2_path, lambda f: f.write(image))
     contents = f"{model_path.name} at {FLASH_BASE + offset:#x}"
     if firmware is not None:
         contents = f"{Path(firmware).name} and {contents}"

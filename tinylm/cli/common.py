@@ -25,10 +25,49 @@ def print_sample(model, tokenizer, prompt: str, **sampling) -> None:
     """Print `prompt`, then the model's continuation piece by piece as it is generated."""
     prompt_ids = tokenizer.encode(prompt, bos=True)
     new_ids = generate(model, tokenizer, prompt_ids, **sampling)  # checks the arguments
+    print_stream(tokenizer, prompt, prompt_ids, new_ids, model.config.max_seq_len)
+
+
+def print_stream(tokenizer, prompt: str, prompt_ids, new_ids, context: int) -> None:
+    """Print the prompt and the new tokens' text as they come; then, on stderr, why the text
+    stopped if that was the model's context filling up rather than its own end."""
     click.echo(prompt, nl=False)
-    for piece in stream_text(tokenizer, new_ids, prompt_ids):
+    made = 0
+
+    def counted():
+        nonlocal made
+        for token in new_ids:
+            made += 1
+            yield token
+    for piece in stream_text(tokenizer, counted(), prompt_ids):
         click.echo(piece, nl=False)  # echo flushes, so the text appears as it is made
     click.echo()
+    if len(prompt_ids) + made >= context:
+        click.echo(f"(stopped: the context of {context} tokens is full)", err=True)
+
+
+# What each kind of command takes as MODEL, for the error when it is given another kind.
+TAKES = {"directory": "a model directory (made by train or distill) or its checkpoint.npz",
+         "bin": "a .bin model file (made by quantize)",
+         "either": "a model directory, its checkpoint.npz, or a .bin model file"}
+
+
+def check_model_path(path, command: str, takes: str) -> None:
+    """Refuse a path of the wrong kind for `tinylm command`, saying which command takes it.
+    A path that does not exist is left to the loaders, which say so."""
+    path = Path(path)
+    if not path.exists():
+        return
+    directory, checkpoint, model_bin = path.is_dir(), path.suffix == ".npz", is_bin(path)
+    if {"directory": directory or checkpoint, "bin": model_bin and not directory,
+            "either": directory or checkpoint or model_bin}[takes]:
+        return
+    what = ("a directory" if directory else "a .bin model file" if model_bin else
+            "neither a checkpoint nor a .bin model file")
+    hint = ("; `tinylm run` and `tinylm eval` take .bin files" if model_bin else
+            "; `tinylm generate` and `tinylm quantize` take model directories" if directory
+            else "")
+    raise ValueError(f"{path} is {what}: `tinylm {command}` takes {TAKES[takes]}{hint}")
 
 
 # TrainArgs fields settable from the command line, with help; defaults come from TrainArgs.
@@ -49,7 +88,7 @@ TRAIN_OPTIONS = [
     ("hidden_dim", COUNT, "Hidden width of the SwiGLU MLP. [default: 8/3 dim]"),
     ("seq_len", COUNT, "Tokens per training window, and the model's context length."),
     ("batch_size", COUNT, "Windows per step."),
-    ("steps", COUNT, "Optimizer steps in all (with --resume: train on up to this step)."),
+    ("steps", COUNT, "Optimizer steps in all; continuing a run trains up to this step."),
     ("lr", POSITIVE, "Peak learning rate, reached after warmup, then cosine decay."),
     ("warmup_steps", SOME, "Steps of linear learning-rate warmup. [default: 5% of steps]"),
     ("weight_decay", NON_NEGATIVE, "AdamW weight decay, for matrices only."),
@@ -108,8 +147,9 @@ def is_bin(path) -> bool:
     return Path(path).suffix == ".bin"
 
 
-def load_scorable(path):
+def load_scorable(path, command: str):
     """A checkpoint's model, or a .bin's NumPy reference engine, with its tokenizer."""
+    check_model_path(path, command, "either")
     if is_bin(path):
         engine = Engine(read_bin(path))
         return engine, engine.tokenizer

@@ -43,8 +43,8 @@ def demo_command(out, steps, teacher_steps, stories, seed):
 
     Writes stories (tinylm/text/corpus.py); trains a tiny Gemma-3 teacher on them with PyTorch, as
     no real teacher can be downloaded offline (teacher/tiny_gemma.py); distills it into a
-    NumPy student (tinylm/distillation/stages.py); prints samples before and after, the loss on stories
-    neither model saw, and a sample of the student in int8 from the C runtime. About five
+    NumPy student (tinylm/distillation/stages.py); prints samples before and after, the loss on
+    stories neither model saw, and a sample of the student in int8 from the C runtime. About five
     minutes on 2 cores. Without the teacher extra (pip install -e ".[teacher]") the student
     trains on the stories alone. Afterwards, try `tinylm generate DIR --prompt ...`."""
     out = Path(out)

@@ -5,16 +5,16 @@ import click
 
 from ..distillation import stages as distilling
 from .common import COUNT, POSITIVE, SOME, print_json, train_options
+from .train import INTERRUPTED, print_summary
 
 
 def print_distill_summary(summary: dict, as_json: bool) -> None:
     if as_json:
         print_json(summary)
     elif "waiting" not in summary:
-        click.echo(f"teacher tokens {summary['teacher_tokens']:,}; student {summary['n_params']:,} "
-                   f"parameters, step {summary['step']}; val loss {summary['val_loss']:.4f} "
-                   f"nats/token, {summary['val_bpb']:.4f} bits/byte; checkpoint "
-                   f"{summary['checkpoint']}")
+        click.echo(f"teacher tokens {summary['teacher_tokens']:,}; student "
+                   f"{summary['n_params']:,} parameters; ", nl=False)
+        print_summary(summary, as_json=False)
 
 
 @click.command("distill")
@@ -76,8 +76,9 @@ def distill_command(teacher, data, dataset, dataset_limit, prompts, synthetic, f
 
     Stages: the teacher's top-k predictions on the corpus (reading texts, answering prompts,
     writing freely), the student's tokenizer, the predictions projected onto it, training with
-    the distillation loss. Killed at any point, the same command continues where it stopped.
-    See tinylm/distillation/stages.py and docs/distillation.md."""
+    the distillation loss. Killed at any point, the same command continues where it stopped;
+    Ctrl-C while training saves a checkpoint and stops with exit status 130. See
+    tinylm/distillation/stages.py and docs/distillation.md."""
     args = distilling.DistillArgs(
         out=out, teacher=teacher, data=list(data), split=split, dataset=dataset,
         dataset_limit=dataset_limit, prompts=prompts, synthetic=synthetic, free=free,
@@ -86,4 +87,7 @@ def distill_command(teacher, data, dataset, dataset_limit, prompts, synthetic, f
         sample_batch_size=sample_batch_size, device=device, dtype=dtype, shard=shard,
         student_tokenizer=student_tokenizer, undecided=undecided,
         training=dict(options, kd_weight=kd_weight, temperature=temperature))
-    print_distill_summary(distilling.run(args), as_json)
+    summary = distilling.run(args)
+    print_distill_summary(summary, as_json)
+    if summary.get("interrupted"):
+        click.get_current_context().exit(INTERRUPTED)

@@ -13,8 +13,15 @@ from ..runtime.sampler import generate_ids
 from ..text.data import SPLITS, read_documents
 from ..training.checkpoint import checkpoint_path, load_checkpoint, load_model
 from ..training.evaluate import evaluate
-from ..training.generate import stream_text
-from .common import SOME, ByteCount, is_bin, print_json, sampling_options
+from .common import (
+    SOME,
+    ByteCount,
+    check_model_path,
+    is_bin,
+    print_json,
+    print_stream,
+    sampling_options,
+)
 
 
 @click.command("info")
@@ -39,6 +46,7 @@ def info_command(model_path, as_json, context, target, flash_size, psram):
     tinylm/core/config.py for what each setting means."""
     if (flash_size or psram) and not target:
         raise click.UsageError("--flash-size and --psram go with --target")
+    check_model_path(model_path, "info", "either")
     if is_bin(model_path):
         return bin_info(model_path, context, as_json, target, flash_size, psram)
     if target:
@@ -92,6 +100,7 @@ def quantize_command(model_path, bits, group_size, out, calib_paths, eval_paths,
     float model and of the .bin (run by the NumPy reference engine, which computes exactly
     what the C runtime does). See tinylm/export/quantize.py and docs/format.md."""
     bits = int(bits)
+    check_model_path(model_path, "quantize", "directory")
     model, tokenizer = load_model(model_path)
     group = 0 if bits == 32 else group_size or DEFAULT_GROUP[bits]
     calibration = None
@@ -136,17 +145,15 @@ def run_command(model_path, prompt, engine, context, **sampling):
 
     --engine c builds the C runtime (tinylm/runtime/csrc) with the system C compiler on first use
     and caches it; --engine numpy runs the same arithmetic in NumPy (tinylm/runtime/engine.py)."""
+    check_model_path(model_path, "run", "bin")
     model = read_bin(model_path)
     tokenizer = model.tokenizer
     prompt_ids = tokenizer.encode(prompt, bos=True)
-    if engine == "c":
-        new_ids = CEngine(model_path, context).generate(prompt_ids, **sampling)
-    else:
-        new_ids = generate_ids(Engine(model, context), prompt_ids, **sampling)
-    click.echo(prompt, nl=False)
-    for piece in stream_text(tokenizer, new_ids, prompt_ids):
-        click.echo(piece, nl=False)
-    click.echo()
+    # Both engines check the prompt here, before anything is printed.
+    runner = CEngine(model_path, context) if engine == "c" else Engine(model, context)
+    new_ids = (runner.generate(prompt_ids, **sampling) if engine == "c" else
+               generate_ids(runner, prompt_ids, **sampling))
+    print_stream(tokenizer, prompt, prompt_ids, new_ids, runner.context)
 
 
 def bin_info(model_path, context, as_json, target=None, flash_size=None, psram=0):
@@ -155,14 +162,14 @@ def bin_info(model_path, context, as_json, target=None, flash_size=None, psram=0
     weights = sum(t.values.nbytes if t.scales is None else  # float32, or int8/int4 + scales
                   -(-t.values.size * (8 if t.dtype == Q8 else 4) // 8) + t.scales.nbytes
                   for t in model.tensors.values())
-    context = context or c.max_seq_len
+    plan = memplan.plan(model_path, target, target_flash(target, flash_size), context,
+                        psram) if target else None   # context 0: the one the firmware picks
+    context = plan.context if plan else context or c.max_seq_len
     facts = {"file": str(model_path), "bytes": model.file_size, "format_version": 1,
              "bits": model.bits, "group_size": model.group_size, "n_params": c.n_params(),
              "weight_bytes": weights, "tokenizer_size": len(model.tokenizer),
              "context": context, "arena_bytes": arena_bytes(c, context),
              "config": c.to_dict()}
-    plan = memplan.plan(model_path, target, target_flash(target, flash_size), context,
-                        psram) if target else None
     if as_json:
         print_json(dict(facts, plan=plan.to_dict()) if plan else facts)
     else:
@@ -191,17 +198,21 @@ def print_plan(plan) -> None:
     click.echo(f"  SRAM   firmware       {plan.sram_reserve:>11,} (stacks, its state, the SDK's)")
     click.echo(f"         arena          {share(plan.arena_bytes, plan.arena_room)} for "
                f"{plan.context} tokens of context, in {plan.arena_in.upper()}")
+    if plan.weights_copied:
+        click.echo(f"         model copy     {plan.weights_copied:>11,} in "
+                   f"{plan.weights.upper()}, copied from flash at boot (faster than flash)")
     if plan.context < plan.model_context:
         click.echo(f"  the model's {plan.model_context} tokens of context do not fit: the "
                    f"firmware uses the longest that does, {plan.context}")
-    click.echo("  weights read in place from flash" if plan.weights == "flash" else
-               f"  weights copied into {plan.weights.upper()} at boot (faster than flash)")
+    if plan.weights == "flash":
+        click.echo("  weights read in place from flash")
     click.echo("  fits" if plan.fits else "  does not fit")
 
 
 def target_flash(target: str, flash_size: int | None) -> memplan.FlashRoom:
     """Where `tinylm flash TARGET` puts a model (docs/flashing.md), for `info --target`."""
     if target == "rp2040":
-        return rp2040_flash.flash_room(rp2040_flash.MODEL_OFFSET, flash_size or rp2040_flash.FLASH_SIZE)
+        return rp2040_flash.flash_room(rp2040_flash.MODEL_OFFSET,
+                                       flash_size or rp2040_flash.FLASH_SIZE)
     partition = esp32_flash.model_partition(None, None)
     return esp32_flash.flash_room(partition, flash_size or esp32_flash.FLASH_SIZE)

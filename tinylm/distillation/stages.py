@@ -3,7 +3,7 @@
     tinylm distill --teacher ID_OR_PATH --data FILE ... --out DIR
 
     1. targets     the teacher reads (or writes) the corpus, and its top-k predictions go to
-                   DIR/targets, shard by shard (teacher/targets.py; files: tinylm/distillation/targets.py)
+                   DIR/targets, shard by shard (teacher/targets.py; files: targets.py)
     2. tokenizer   the student's: its own BPE trained on the corpus text, or the teacher's
                    (--student-tokenizer teacher: the same tokens, so KD is exact) -> tokenizer.json
     3. projection  the corpus in student tokens (train.*, val.*) and at every position the
@@ -42,6 +42,7 @@ from ..text.data import (
 from ..text.tokenizer import Tokenizer
 from ..training import loop as training
 from ..training.checkpoint import checkpoint_path, load_checkpoint
+from ..training.progress import plural
 from .projection import Projector, continuations
 from .targets import (
     TeacherVocab,
@@ -221,7 +222,7 @@ def _targets_stage(args, out: Path, log) -> int:
             k=args.k, shard_size=args.shard_size, max_new_tokens=args.max_new_tokens,
             temperature=args.sample_temperature, top_p=args.top_p,
             batch_size=args.sample_batch_size, seed=args.training.get("seed", 0))
-        log(f"teacher targets: {len(records):,} records -> {directory}")
+        log(f"teacher targets: {plural(len(records), 'record')} -> {directory}")
         result = pkg.targets.make_targets(teacher, records, directory, settings,
                                           pkg.targets.parse_shard(args.shard))
         return result["shards_missing"]
@@ -287,7 +288,7 @@ def _projection_stage(args, out: Path, tokenizer: Tokenizer, log) -> dict:
              "documents": len(train_docs), "val_tokens": int(len(val)),
              "projected_mass": float(kept.mean())}
     write_json(marker, stats)
-    log(f"student corpus: {len(train_docs):,} documents, {len(ids):,} tokens (teacher: "
+    log(f"student corpus: {plural(len(train_docs), 'document')}, {len(ids):,} tokens (teacher: "
         f"{teacher_tokens:,}); the targets keep {stats['projected_mass']:.1%} of the "
         f"teacher's probability on average")
     return stats
@@ -343,5 +344,5 @@ def train_student(args: DistillArgs, tokenizer: Tokenizer, log=None) -> dict:
     if summary["val_loss"] is None:   # nothing left to train: the last evaluation on record
         records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         last = [r for r in records if "val_loss" in r][-1]
-        summary.update(val_loss=last["val_loss"], val_bpb=last["val_bpb"])
+        summary.update(val_loss=last["val_loss"], val_bpb=last["val_bpb"], val_step=last["step"])
     return summary

@@ -15,9 +15,9 @@ rename is atomic. So a killed run leaves every shard either done or absent, and 
 does exactly the absent ones. Each shard also records its index, its records and a digest of
 the manifest it was made for, and zip keeps a CRC-32 of every array: a shard that is
 damaged, truncated, copied over another or made for another plan is named and set aside
-(renamed *.damaged) to be made again, never read as if it were right. Shards are independent, so processes can split them (`--shard
-K/N` takes every N-th, starting at the K-th) and the manifest then merges them: reading lists
-shards 0 .. n_shards - 1.
+(renamed *.damaged) to be made again, never read as if it were right. Shards are
+independent, so processes can split them (`--shard K/N` takes every N-th, starting at the
+K-th) and the manifest then merges them: reading lists shards 0 .. n_shards - 1.
 
 A record (a text, a prompt, or a free generation) becomes one or more pieces (a long text is cut
 to fit the teacher's context). A piece of n teacher tokens stores n + 1 predictions: for each

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..training.generate import check_prompt
 from .build import build
 from .sampler import to_q16
 
@@ -92,17 +93,23 @@ class CEngine:
 
     def generate(self, prompt_ids, max_tokens: int, temperature: float = 0.0, top_k: int = 0,
                  top_p: float = 1.0, seed: int = 0):
-        """New token ids, one per call into C (tlm_next), as sampler.generate_ids."""
-        self.lib.tlm_sampler_init(self.sampler, to_q16(temperature), top_k, to_q16(top_p), seed)
-        ids = (ctypes.c_uint32 * len(prompt_ids))(*prompt_ids)
-        if self.lib.tlm_start(self.state, ids, len(prompt_ids)) != 0:
-            raise ValueError(f"the prompt has {len(prompt_ids)} tokens; it needs 1 to "
-                             f"{self.context - 1}")
-        for _ in range(max_tokens):
-            token = self.lib.tlm_next(self.state, self.sampler)
-            if token < 0:
-                return
-            yield token
+        """New token ids, one per call into C (tlm_next), as sampler.generate_ids. The prompt
+        is checked now, at the call."""
+        check_prompt(len(prompt_ids), self.context)
+
+        def tokens():
+            self.lib.tlm_sampler_init(self.sampler, to_q16(temperature), top_k, to_q16(top_p),
+                                      seed)
+            ids = (ctypes.c_uint32 * len(prompt_ids))(*prompt_ids)
+            if self.lib.tlm_start(self.state, ids, len(prompt_ids)) != 0:
+                raise ValueError("a prompt token is out of the vocabulary")
+            for _ in range(max_tokens):
+                token = self.lib.tlm_next(self.state, self.sampler)
+                if token < 0:
+                    return
+                yield token
+
+        return tokens()
 
 
 def arena_bytes(config, context: int = 0) -> int:

@@ -1,4 +1,4 @@
-"""Integer arithmetic of the runtime, on NumPy int64 arrays, exactly as tinylm/runtime/csrc/tinylm.c.
+"""Integer arithmetic of the runtime, on NumPy int64 arrays, exactly as csrc/tinylm.c.
 
 Activations are fixed-point "Q16" integers (value * 2**16), saturated to +-LIMIT. Every
 rounding is spelled out: `>>` is an arithmetic shift (floor), and rshift_round adds half

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from ..training.generate import check_prompt
 from .fixedpoint import ONE, exp_neg_coarse
 
 MASK64 = (1 << 64) - 1
@@ -69,14 +70,20 @@ def sample(logits, rng: Rng, temperature_q16: int, top_k: int = 0, top_p_q16: in
 def generate_ids(engine, prompt_ids, max_tokens: int, temperature: float = 0.0, top_k: int = 0,
                  top_p: float = 1.0, seed: int = 0) -> Iterator[int]:
     """New token ids from the NumPy engine; stops as generate.generate does (max_tokens, <eos>
-    or <bos>, or a full context)."""
+    or <bos>, or a full context). The prompt is checked now, at the call."""
+    check_prompt(len(prompt_ids), engine.context)
     stop = {engine.tokenizer.specials.get(name) for name in ("<bos>", "<eos>")}
-    rng = Rng(seed)
-    engine.reset()
-    new = list(prompt_ids)
-    for _ in range(min(max_tokens, engine.context - len(new))):
-        token = sample(engine.forward(new)[-1], rng, to_q16(temperature), top_k, to_q16(top_p))
-        if token in stop:
-            return
-        yield token
-        new = [token]
+
+    def tokens():
+        rng = Rng(seed)
+        engine.reset()
+        new = list(prompt_ids)
+        for _ in range(min(max_tokens, engine.context - len(new))):
+            token = sample(engine.forward(new)[-1], rng, to_q16(temperature), top_k,
+                           to_q16(top_p))
+            if token in stop:
+                return
+            yield token
+            new = [token]
+
+    return tokens()

@@ -43,11 +43,22 @@ def split_documents(text: str, split: str = "auto") -> list[str]:
     return [doc for doc in (part.strip() for part in parts) if doc]
 
 
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file's text; text in another encoding is refused with the file's name and
+    the offset of its first byte that is not UTF-8."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text: byte {e.start:,} is {data[e.start]:#04x} "
+                         "(convert it first, e.g. iconv -f latin1 -t utf-8)") from None
+
+
 def read_documents(paths, split: str = "auto") -> list[str]:
     """The documents of all text files in `paths` (UTF-8), in order."""
     documents = []
     for path in paths:
-        documents += split_documents(Path(path).read_text(encoding="utf-8"), split)
+        documents += split_documents(read_text(path), split)
     if not documents:
         raise ValueError(f"no text in {', '.join(map(str, paths)) or 'no files'}")
     return documents

@@ -58,9 +58,7 @@ def generate(model, tokenizer, prompt: str | Sequence[int], max_tokens: int = 25
         raise ValueError("need temperature >= 0, top_k >= 0, 0 < top_p <= 1 and max_tokens >= 0")
     ids = tokenizer.encode(prompt, bos=True) if isinstance(prompt, str) else list(prompt)
     context = model.config.max_seq_len
-    if not ids or len(ids) >= context:
-        raise ValueError(f"the prompt has {len(ids)} tokens; it needs 1 to {context - 1} "
-                         f"(the model's context is {context})")
+    check_prompt(len(ids), context)
     # Models trained on texts that each begin with <bos> (llama2.c's) end one by starting the next.
     stop = {tokenizer.eos_id, tokenizer.bos_id}
     rng = np.random.default_rng(seed)
@@ -77,6 +75,14 @@ def generate(model, tokenizer, prompt: str | Sequence[int], max_tokens: int = 25
             new = [token]
 
     return tokens()
+
+
+def check_prompt(n_tokens: int, context: int) -> None:
+    """Refuse a prompt that leaves no room in the context for a new token (every engine
+    refuses alike, before anything is generated)."""
+    if not 0 < n_tokens < context:
+        raise ValueError(f"the prompt has {n_tokens} tokens; it needs 1 to {context - 1} "
+                         f"(the context is {context} tokens)")
 
 
 def stream_text(tokenizer, ids: Iterable[int], context: Sequence[int] = ()) -> Iterator[str]:

@@ -177,7 +177,8 @@ def _sampler(args: TrainArgs, config: ModelConfig, seed) -> BatchSampler:
 
 def _train_loop(args, model, tokenizer, optimizer, sampler, step, on_step) -> dict:
     """Train from `step` to args.steps. Returns {"step", "interrupted", "loss" (mean training
-    loss since the previous metrics record), "val_loss", "val_bpb" (of the last evaluation),
+    loss since the previous metrics record), "val_loss", "val_bpb", "val_step" (of the last
+    evaluation),
     "tokens_per_s" (while stepping), "seconds" (in all), "n_params", "checkpoint" (its path)}."""
     out = Path(args.out)
     metrics = out / "metrics.jsonl"
@@ -191,7 +192,7 @@ def _train_loop(args, model, tokenizer, optimizer, sampler, step, on_step) -> di
     bar = ProgressBar(args.steps, step, tokens_per_step)
     # None: not measured yet
     summary = {"step": step, "interrupted": False, "loss": None, "val_loss": None,
-               "val_bpb": None, "n_params": model.config.n_params(),
+               "val_bpb": None, "val_step": None, "n_params": model.config.n_params(),
                "checkpoint": str(checkpoint_path(out))}
     first_step, started, train_seconds = step, time.perf_counter(), 0.0  # seconds in steps only
     losses, log_seconds = [], 0.0  # since the last metrics record
@@ -230,6 +231,7 @@ def _train_loop(args, model, tokenizer, optimizer, sampler, step, on_step) -> di
                 if step % args.eval_every == 0 or last:
                     summary["val_loss"], summary["val_bpb"] = _validate(
                         model, val_tokens, token_bytes, tokenizer.bos_id, args)
+                    summary["val_step"] = step
                     append_metrics(metrics, {"step": step, "val_loss": summary["val_loss"],
                                              "val_bpb": summary["val_bpb"]})
                     bar.print(f"step {step}: val loss {summary['val_loss']:.4f} nats/token, "

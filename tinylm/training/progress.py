@@ -63,6 +63,11 @@ def duration(seconds: float) -> str:
     return f"{hours}h{m:02d}m" if hours else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+def plural(n: int, word: str) -> str:
+    """"1 document", "2 documents": a count and its noun."""
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def append_metrics(path: str | Path, record: dict) -> None:
     """Add one JSON object as a line to a .jsonl file."""
     with open(path, "a", encoding="utf-8") as f:

@@ -152,10 +152,12 @@ static int cancelled(tlm_server *s) {
     return 0;
 }
 
-/* "@done tokens=N ms=T tok_s=R.RR stop=WHY prompt=P prompt_ms=Q" */
-static void put_done(tlm_server *s, uint32_t count, uint32_t ms, const char *stop,
+/* "@done tokens=N ms=T tok_s=R.RR stop=WHY prompt=P prompt_ms=Q". The rate comes from the
+   microseconds: a fast host makes a token in well under a millisecond. */
+static void put_done(tlm_server *s, uint32_t count, uint32_t us, const char *stop,
                      uint32_t prompt, uint32_t prompt_ms) {
-    uint32_t rate = (uint32_t)((uint64_t)count * 100000 / ms);   /* tok/s * 100 */
+    uint32_t ms = us / 1000 ? us / 1000 : 1;
+    uint32_t rate = (uint32_t)((uint64_t)count * 100000000 / (us ? us : 1));   /* tok/s * 100 */
     char decimals[4] = {'.', (char)('0' + rate / 10 % 10), (char)('0' + rate % 10), 0};
     put(s, "@done tokens=");
     put_u32(s, count);
@@ -211,8 +213,8 @@ static void answer(tlm_server *s, const uint8_t *line, uint32_t len) {
     }
     put(s, "\n");
     /* Differences of the wrapping clock are right across the wrap. */
-    uint32_t ms = (s->io.micros(s->io.ctx) - generation) / 1000;
-    put_done(s, count, ms ? ms : 1, stop, (uint32_t)n, (generation - start) / 1000);
+    put_done(s, count, s->io.micros(s->io.ctx) - generation, stop, (uint32_t)n,
+             (generation - start) / 1000);
 }
 
 /* ---- the line reader (docs/protocol.md): a line never goes past line[TLM_MAX_LINE] ---- */
