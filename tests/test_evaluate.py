@@ -85,3 +85,23 @@ def test_split_rules(tokenizer):
         evaluate(model, tokenizer, text, split="lines")
     with pytest.raises(ValueError, match="nothing to evaluate"):
         evaluate(model, tokenizer, "\n\n")
+
+
+def test_long_texts_are_scored_a_block_of_windows_at_a_time(tokenizer, monkeypatch):
+    """Documents come one at a time and at most `windows_at_once` windows (plus one document's)
+    are held, with the same total as all at once."""
+    from tinylm.training import evaluate as module
+    model = make_model(tokenizer, max_seq_len=8)
+    documents = [np.array(tokenizer.encode(doc, bos=True)) for doc in TEXT.split("\n\n")] * 30
+    whole = module.document_nats(model, documents, windows_at_once=10 ** 9)
+    held = []
+    real = module.total_nats
+
+    def counting(model, windows, batch_size):
+        held.append(len(windows))
+        return real(model, windows, batch_size)
+    monkeypatch.setattr(module, "total_nats", counting)
+    longest = max(-(-(len(d) - 1) // 8) for d in documents)
+    blocked = module.document_nats(model, iter(documents), windows_at_once=16)
+    assert len(held) > 3 and max(held) < 16 + longest
+    assert blocked[1] == whole[1] and blocked[0] == pytest.approx(whole[0], rel=1e-12)

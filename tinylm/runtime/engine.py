@@ -28,6 +28,22 @@ from . import fixedpoint as fx
 RECIPROCALS = np.array([(65536 * 128 + 64 + i) // (2 * (64 + i)) for i in range(66)], np.int64)
 
 
+def by_group(t) -> np.ndarray:
+    """An int8/int4 matrix (out, in) as float32 (groups, group, out), zero-padded to whole
+    groups: the layout of Engine.matvec's one batched product."""
+    out, n_in = t.values.shape
+    n_groups = -(-n_in // t.group)
+    w = np.pad(t.values.astype(np.float32), ((0, 0), (0, n_groups * t.group - n_in)))
+    return np.ascontiguousarray(w.reshape(out, n_groups, t.group).transpose(1, 2, 0))
+
+
+def exact_matmul(a, b) -> np.ndarray:
+    """a @ b of integer arrays, by BLAS in float64: exact while every partial sum stays below
+    2**53 in magnitude (attention's are below 2**42: 16-bit queries or 19-bit weights, int8
+    keys or values, at most 2**16 positions)."""
+    return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+
+
 class Engine:
     def __init__(self, model: BinModel, context: int | None = None):
         self.model = model
@@ -41,7 +57,7 @@ class Engine:
         self.inv_sqrt_head = ((1 << 35) + root // 2) // root       # 1/sqrt(head_dim) in Q15
         extra = int(fx.bit_length(c.head_dim - 1)) - 5             # tinylm.c query_bits
         self.query_bits = 16 - max(extra, 0)
-        self.weights = {name: (t, t.values.astype(np.int64 if t.dtype != F32 else np.float32),
+        self.weights = {name: (t, by_group(t) if t.dtype != F32 else t.values,
                                None if t.scales is None else t.scales.astype(np.int64))
                         for name, t in model.tensors.items() if t.values.ndim == 2}
         self.head = self.weights["tok_emb" if c.tie_embeddings else "lm_head"]
@@ -68,13 +84,16 @@ class Engine:
                 acc += x[:, j:j + 1] * w[:, j]
             return fx.q16_from_float(acc)
         q, m, k = fx.quantize_int8(h, fx.INPUT_TOP)
-        group_shift, sum_shift = self.group_shifts(t, scales.shape[1])
-        total = np.zeros((len(h), w.shape[0]), np.int64)
-        for g in range(scales.shape[1]):
-            cut = slice(g * t.group, (g + 1) * t.group)
-            dot = fx.rshift_round(q[:, cut] @ w[:, cut].T, group_shift)
-            total += np.right_shift(dot * scales[:, g], sum_shift)
-        return fx.scale_sat(total * m[:, None], t.shift - k[:, None] - group_shift - sum_shift)
+        n_groups, group = w.shape[0], w.shape[1]
+        group_shift, sum_shift = self.group_shifts(t, n_groups)
+        q = np.pad(q, ((0, 0), (0, n_groups * group - q.shape[1])))
+        q = q.reshape(len(h), n_groups, group).transpose(1, 0, 2).astype(np.float32)
+        # Each group's dot is an integer below 2**24 in magnitude (63 * 127 * 256 at most),
+        # which float32 holds exactly at every step: BLAS gives the integer sums.
+        dots = fx.rshift_round((q @ w).astype(np.int64), group_shift)       # (groups, T, out)
+        terms = np.right_shift(dots * scales.T[:, None, :], sum_shift)
+        return fx.scale_sat(terms.sum(axis=0) * m[:, None],
+                            t.shift - k[:, None] - group_shift - sum_shift)
 
     @staticmethod
     def group_shifts(t, n_groups):
@@ -84,11 +103,12 @@ class Engine:
         return max(int(fx.bit_length(largest)) - 15, 0), 5 + int(fx.bit_length(n_groups - 1))
 
     def embed(self, tokens):
-        t, w, scales = self.weights["tok_emb"]
+        t, _, scales = self.weights["tok_emb"]
+        rows = t.values[tokens]
         if t.dtype == F32:
-            return fx.q16_from_float(w[tokens])
-        per_column = np.repeat(scales[tokens], t.group, axis=1)[:, :w.shape[1]]
-        return fx.scale_sat(w[tokens] * per_column, t.shift - 16)
+            return fx.q16_from_float(rows)
+        per_column = np.repeat(scales[tokens], t.group, axis=1)[:, :rows.shape[1]]
+        return fx.scale_sat(rows.astype(np.int64) * per_column, t.shift - 16)
 
     def rmsnorm(self, x, name):
         dim_bits = int(fx.bit_length(x.shape[1]))
@@ -123,7 +143,7 @@ class Engine:
             kv = head // group
             k8, k_m, k_exp = (a[layer, :end, kv] for a in self.keys)
             v8, v_m, v_exp = (a[layer, :end, kv] for a in self.values)
-            dots = (q16[:, head] @ k8.T) * k_m[None, :]
+            dots = exact_matmul(q16[:, head], k8.T) * k_m[None, :]
             scores = fx.scale_sat(dots, 16 - q_exp[:, head, None] - k_exp[None, :])
             top = np.where(visible, scores, -fx.LIMIT).max(axis=1, keepdims=True)
             z = scores - top
@@ -134,7 +154,7 @@ class Engine:
             top_exp = np.where(visible, v_exp[None, :], -64).max(axis=1, keepdims=True)
             below = np.clip(top_exp - v_exp[None, :], 0, 62)                        # (T, end)
             factor = fx.rshift_round(weights * v_m[None, :], below)        # units of 2**top_exp
-            acc = (factor[:, :, None] * v8[None, :, :]).sum(axis=1)
+            acc = exact_matmul(factor, v8)
             out[:, head] = fx.scale_sat(fx.div_round(acc * 8, norm), 3 - top_exp)
         return out.reshape(T, -1)
 

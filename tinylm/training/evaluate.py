@@ -32,21 +32,27 @@ def evaluate(model, tokenizer, text_or_documents: str | list[str], split: str = 
         documents = list(text_or_documents)
     if not documents:
         raise ValueError("nothing to evaluate: no non-empty documents")
-    nats, n_tokens = document_nats(model, [tokenizer.encode(doc, bos=True) for doc in documents],
-                                   batch_size)
+    encoded = (np.array(tokenizer.encode(doc, bos=True), np.int32) for doc in documents)
+    nats, n_tokens = document_nats(model, encoded, batch_size)
     n_bytes = sum(len(doc.encode("utf-8", "surrogatepass")) for doc in documents)
     return {"loss": nats / n_tokens, "bpb": nats / math.log(2) / n_bytes,
             "tokens": n_tokens, "bytes": n_bytes}
 
 
-def document_nats(model, encoded_documents, batch_size: int = 8) -> tuple[float, int]:
+def document_nats(model, encoded_documents, batch_size: int = 8,
+                  windows_at_once: int = 1024) -> tuple[float, int]:
     """Total nats and number of predicted tokens over documents given as token ids, each
-    <bos> + text, cut into windows as the module docstring says."""
+    <bos> + text, cut into windows as the module docstring says. Documents may come one at a
+    time (a generator): only `windows_at_once` windows are held, however long the text."""
     T = model.config.max_seq_len
-    windows = []
+    total, count, windows = 0.0, 0, []
     for ids in encoded_documents:
         windows += [ids[start:start + T + 1] for start in range(0, len(ids) - 1, T)]
-    return total_nats(model, windows, batch_size)
+        if len(windows) >= windows_at_once:
+            nats, n = total_nats(model, windows, batch_size)
+            total, count, windows = total + nats, count + n, []
+    nats, n = total_nats(model, windows, batch_size)
+    return total + nats, count + n
 
 
 def total_nats(model, sequences, batch_size: int = 8) -> tuple[float, int]:
