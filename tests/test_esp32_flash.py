@@ -18,7 +18,7 @@ from tinylm.boards.serial_ports import Port, find_board_port
 from tinylm.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLE = read_csv(ROOT / "firmware_esp32" / "partitions.csv")
+TABLE = read_csv(ROOT / "tinylm" / "boards" / "esp32_partitions.csv")
 MODEL = next(p for p in TABLE if p.name == "model")
 
 
@@ -118,7 +118,7 @@ def test_firmware_from_a_build_folder_is_written_too(tmp_path, loader):
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--partitions", ROOT / "firmware_esp32" / "partitions.csv"],
+    (["--partitions", ROOT / "tinylm" / "boards" / "esp32_partitions.csv"],
      "puts the model partition at 0x110000 (0x2f0000 bytes) but the build's table"),
     (["--chip", "esp32s3"], "--chip esp32s3, but the firmware in"),
 ])

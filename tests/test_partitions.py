@@ -43,7 +43,7 @@ def test_not_numbers(text):
 
 
 def test_the_firmware_table_has_a_model_partition_after_the_app():
-    table = read_csv(ROOT / "firmware_esp32" / "partitions.csv")
+    table = read_csv(ROOT / "tinylm" / "boards" / "esp32_partitions.csv")
     assert [p.name for p in table] == ["nvs", "phy_init", "factory", "model"]
     model = find(table, "model", "table")
     assert (model.type, model.subtype) == (DATA, 0x06)          # data, undefined
@@ -101,7 +101,7 @@ def test_mistakes_are_reported_with_their_line(csv, message):
 
 
 def test_binary_table_round_trip():
-    table = read_csv(ROOT / "firmware_esp32" / "partitions.csv")
+    table = read_csv(ROOT / "tinylm" / "boards" / "esp32_partitions.csv")
     assert parse_binary(table_binary(table)) == table
 
 

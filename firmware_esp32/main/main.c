@@ -234,8 +234,8 @@ void app_main(void) {
         where = flash_address;
         model = place(partition);
     } else {
-        how_to_flash = "a firmware built with firmware_esp32/partitions.csv (this one has no "
-                       "model partition), then tinylm flash esp32";
+        how_to_flash = "a firmware built with tinylm/boards/esp32_partitions.csv (this one "
+                       "has no model partition), then tinylm flash esp32";
     }
     tlm_server_init(&server, &io, CONFIG_IDF_TARGET, model.bytes, model.room, where,
                     how_to_flash, model.arena, model.arena_size);

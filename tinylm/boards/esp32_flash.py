@@ -1,7 +1,7 @@
 """`tinylm flash esp32`: write a model into the model partition of an ESP32 with esptool.
 
 The model goes to the partition named "model" of the board's partition table (see
-firmware_esp32/partitions.csv and docs/flashing.md). With --firmware, the bootloader, partition
+esp32_partitions.csv, the firmware's, and docs/flashing.md). With --firmware, the bootloader, partition
 table and app of an `idf.py build` folder go in the same run, and the partition table is then
 the one in that build, since that is the table the board will have.
 
@@ -27,9 +27,9 @@ from .model_image import check_fits, read_model
 from .serial_ports import find_board_port, system_ports
 
 MODEL_PARTITION = "model"
-DEFAULT_PARTITIONS = Path(__file__).resolve().parents[2] / "firmware_esp32" / "partitions.csv"
+DEFAULT_PARTITIONS = Path(__file__).resolve().parent / "esp32_partitions.csv"   # the firmware's
 BUILD_IMAGES = ("bootloader", "partition-table", "app")   # the entries of flasher_args.json
-FLASH_SIZE = 4 << 20       # the flash firmware_esp32/partitions.csv is laid out for
+FLASH_SIZE = 4 << 20       # the flash esp32_partitions.csv is laid out for
 ESPTOOL_MAJOR = 5          # the version whose command line (write-flash, --flash-mode) we use
 
 
@@ -100,7 +100,7 @@ def flash_room(partition: pt.Partition, flash_size: int = FLASH_SIZE) -> memplan
                          f"end of the flash ({flash_size:#x} bytes): shrink it in the table")
     return memplan.FlashRoom(flash_size, partition.offset, partition.size,
                              f"the {MODEL_PARTITION} partition at {partition.offset:#x}",
-                             "a larger model partition (firmware_esp32/partitions.csv)")
+                             "a larger model partition (tinylm/boards/esp32_partitions.csv)")
 
 
 def planned_board(chip: str, build: FirmwareBuild | None) -> str:

@@ -67,7 +67,8 @@ def flash_group():
                    "build's target).")
 @click.option("--partitions", "partitions_csv", type=click.Path(dir_okay=False), metavar="CSV",
               help="The partition table the firmware was built with. [default: "
-                   "firmware_esp32/partitions.csv; with --firmware, the build's table]")
+                   "the firmware's, tinylm/boards/esp32_partitions.csv; with --firmware, the "
+                   "build's table]")
 @click.option("--firmware", type=click.Path(file_okay=False), metavar="BUILD_DIR",
               help="Also write the bootloader, partition table and app of this `idf.py build` "
                    "folder.")
