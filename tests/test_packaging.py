@@ -1,6 +1,7 @@
 """What a user gets from `pip install`: the wheel carries every file the package reads at run
 time (the C sources it builds, the ESP32 partition table), and a firmware build's by-products
 stay out of git."""
+import json
 import shutil
 import subprocess
 import sys
@@ -36,3 +37,27 @@ def test_firmware_build_leftovers_are_ignored(path):
         pytest.skip("not a git checkout")
     result = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)
     assert result.returncode == 0, f"{path} is not ignored"
+
+
+def test_a_fresh_clone_installs_the_pinned_emulator_on_first_use(tmp_path, monkeypatch):
+    """The README's test command runs the RP2040 emulator tests on a fresh clone: rp2040js is
+    installed from package-lock.json when first needed (with npm), else the reason is given."""
+    from tinylm.boards import emulate_rp2040
+    if not (shutil.which("node") and shutil.which("npm") and shutil.which(emulate_rp2040.CC)):
+        pytest.skip("node, npm or arm-none-eabi-gcc is not installed (.ci/run installs them)")
+    fresh = tmp_path / "emulator"
+    fresh.mkdir()
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(emulate_rp2040.EMULATOR / name, fresh / name)
+    monkeypatch.setattr(emulate_rp2040, "EMULATOR", fresh)
+    assert emulate_rp2040.missing_tools() is None
+    installed = json.loads((fresh / "node_modules" / "rp2040js" / "package.json").read_text())
+    pinned = json.loads((fresh / "package-lock.json").read_text())
+    assert installed["version"] == pinned["packages"]["node_modules/rp2040js"]["version"]
+    tools = tmp_path / "bin"                  # node and the compiler, but no npm
+    tools.mkdir()
+    for tool in ("node", emulate_rp2040.CC):
+        (tools / tool).symlink_to(shutil.which(tool))
+    monkeypatch.setenv("PATH", str(tools))
+    shutil.rmtree(fresh / "node_modules")
+    assert "there is no npm to install it" in emulate_rp2040.missing_tools()

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -50,13 +51,33 @@ ROW_FUNCTIONS = {"tlm_pair_sums", "tlm_quads64", "tlm_rows_wide", "pair_rows", "
 
 
 def missing_tools() -> str | None:
-    """Why the emulator cannot run here, or None when it can."""
+    """Why the emulator cannot run here, or None when it can. rp2040js, at the version its
+    package-lock.json pins, is installed on first use when npm is there to do it."""
     if not shutil.which(CC):
         return f"{CC} is not installed (apt-get install gcc-arm-none-eabi)"
     if not shutil.which("node"):
         return "node is not installed"
     if not (EMULATOR / "node_modules" / "rp2040js").is_dir():
-        return f"rp2040js is not installed: run npm install in {EMULATOR}"
+        return install_rp2040js()
+    return None
+
+
+def install_rp2040js() -> str | None:
+    """`npm ci` in the emulator's folder, once, even with several processes asking; returns
+    why it could not be done, or None."""
+    if not shutil.which("npm"):
+        return (f"rp2040js is not installed, and there is no npm to install it: run npm ci "
+                f"in {EMULATOR}")
+    import fcntl                               # POSIX, as the emulator's tools are
+    with open(EMULATOR / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)      # another process may be installing it now
+        if (EMULATOR / "node_modules" / "rp2040js").is_dir():
+            return None
+        print(f"installing rp2040js (npm ci in {EMULATOR}) ...", file=sys.stderr, flush=True)
+        result = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=EMULATOR,
+                                capture_output=True, text=True)
+    if result.returncode != 0:
+        return f"rp2040js could not be installed (npm ci in {EMULATOR}):\n{result.stderr[-500:]}"
     return None
 
 

@@ -110,8 +110,23 @@ def demo_command(out, steps, teacher_steps, stories, seed):
         click.echo(f"  {when:16} {result['loss']:.3f} nats/token, {result['bpb']:.3f} bits/byte")
     if pkg:
         click.echo(f"  {'the teacher':16} {teacher_loss:.3f} bits/byte")
-    demo_int8(model, tokenizer, out / "model-int8.bin", seed)
-    click.echo(f"\nThe model is in {out}. Try: tinylm generate {out} --prompt \"Lily\"")
+    model_bin = out / "model-int8.bin"
+    demo_int8(model, tokenizer, model_bin, seed)
+    next_steps(out, model_bin)
+
+
+def next_steps(out: Path, model_bin: Path) -> None:
+    heading("Next")
+    plot = out / "loss.png"
+    click.echo(f"  the loss curve:           {plot}" if plot.exists() else
+               "  the loss curve:           not drawn: matplotlib is not installed "
+               "(pip install matplotlib)")
+    click.echo(f"  sample the model:         tinylm generate {out} --prompt \"Lily\"\n"
+               f"  run the int8 file in C:   tinylm run {model_bin} --prompt \"Lily\"\n"
+               f"  play a board on this computer: tinylm serve {model_bin}, then "
+               "tinylm chat --port /dev/pts/N (as serve says)\n"
+               f"  put it on a board:        tinylm info {model_bin} --target rp2040, then "
+               f"tinylm flash rp2040 {model_bin} (docs/flashing.md)")
 
 
 def demo_int8(model, tokenizer, path: Path, seed: int) -> None:

@@ -94,7 +94,8 @@ def plot_losses(metrics_path: str | Path, png_path: str | Path) -> bool:
         steps = sorted(losses)
         axes.plot(steps, [losses[s] for s in steps], label=label, marker=marker)
     axes.set_xlabel("step")
-    axes.set_ylabel("loss (nats/token)")
+    axes.set_ylabel("loss (nats/token, log scale)")
+    axes.set_yscale("log")     # the first steps' loss is many times the last's
     axes.legend()
     axes.grid(alpha=0.3)
     figure.savefig(png_path, dpi=100)
