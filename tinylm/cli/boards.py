@@ -143,10 +143,13 @@ BENCH_TARGETS = {   # the emulator, the labels of its figures, what they assume
 @click.option("--target", type=click.Choice(list(BENCH_TARGETS)), required=True,
               help="rp2040: the bare-metal firmware in the rp2040js emulator, one core; "
                    "esp32c3: the runtime built for rv32imc, instructions counted in qemu.")
-@click.option("--prompt", default="Once upon a time", show_default=True)
+@click.option("--prompt", default="Once upon a time", show_default=True,
+              help="The text the model continues; its tokens are the prompt's part of the "
+                   "figures.")
 @click.option("--max-tokens", type=SOME, default=64, show_default=True,
               help="Tokens to generate (the context the benchmark reaches: prompt + these).")
-@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=0, show_default=True,
+              help="Seed of the sampler (the sampling of `tinylm run`), for repeatable runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--profile", is_flag=True,
               help="Instead, the instructions (esp32c3) or cycles (rp2040) of a generated "
