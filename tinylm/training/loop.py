@@ -1,6 +1,6 @@
 """Training: text files in, a trained model (OUT/checkpoint.npz) out.
 
-    1. Cut the text into documents, train a BPE tokenizer on them, and write the token ids to
+    1. Cut the text into documents, train a tokenizer on them (BPE, or characters), and write the token ids to
        OUT/train.uint16 and OUT/val.uint16 (data.py). Without separate validation files, the
        last val_fraction of the tokens is held out.
     2. Loop: learning rate from the schedule, a random batch, loss and gradients, gradient
@@ -44,7 +44,7 @@ from ..text.data import (
     split_tail,
     token_dtype,
 )
-from ..text.tokenizer import Tokenizer
+from ..text.tokenizer import Tokenizer, train_tokenizer
 from .checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from .evaluate import document_nats
 from .progress import ProgressBar, append_metrics, plot_losses
@@ -59,6 +59,7 @@ class TrainArgs:
     split: str = "auto"             # how text is cut into documents (data.split_documents)
     # model (ModelConfig)
     vocab_size: int = 512
+    tokenizer: str = "auto"         # text.tokenizer.KINDS: bpe, char, or auto (char below 260)
     dim: int = 64
     n_layers: int = 4
     n_heads: int = 4
@@ -92,8 +93,9 @@ class TrainArgs:
 
 
 # What the tokenizer, the token files and the model are made from: fixed once training starts.
-FIXED_WHEN_RESUMING = ("data", "val_data", "val_fraction", "split", "vocab_size", "dim",
-                       "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_dim", "seq_len")
+FIXED_WHEN_RESUMING = ("data", "val_data", "val_fraction", "split", "vocab_size", "tokenizer",
+                       "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_dim",
+                       "seq_len")
 
 
 def model_config(args: TrainArgs, vocab_size: int) -> ModelConfig:
@@ -114,7 +116,7 @@ def train(args: TrainArgs, on_step=None) -> dict:
                               f"output directory")
     out.mkdir(parents=True, exist_ok=True)
     documents = read_documents(args.data, args.split)
-    tokenizer = Tokenizer.train(documents, args.vocab_size)
+    tokenizer = train_tokenizer(documents, args.vocab_size, args.tokenizer)
     tokens = encode_documents(documents, tokenizer)
     if args.val_data:
         train_tokens = tokens
