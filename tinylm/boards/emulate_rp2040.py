@@ -204,15 +204,17 @@ def bench(model_path: str | Path, prompt: bytes = b"Once upon a time", max_token
     line_end_fed = result.fed_at[-1]
     prompt_cycles = result.cycles[start] - line_end_fed
     tokens = int(closing.fields["tokens"])
-    generation_cycles = (result.cycles[end] - result.cycles[start]) / max(tokens, 1)
+    if tokens < 2:
+        raise ValueError(f"the model stopped after {tokens} token(s); measuring a generated "
+                         "token needs two: try another --seed or --prompt")
+    generation_cycles = (result.cycles[end] - result.cycles[start]) / tokens
     prompt_tokens = int(closing.fields["prompt"])
     model = read_bin(model_path)
     macs = matvec_macs(model.config)
     weight_bytes = streamed_weight_bytes(model)
     compute_tok_s = CPU_HZ / generation_cycles
-    cached = ready.fields.get("weights") == "sram" or weight_bytes <= XIP_CACHE_BYTES
-    flash_tok_s = None if cached else XIP_BYTES_PER_SECOND / weight_bytes
-    headline = compute_tok_s if cached else min(compute_tok_s, flash_tok_s)
+    flash_tok_s = flash_bound(weight_bytes, ready.fields.get("weights", "flash"))
+    headline = compute_tok_s if flash_tok_s is None else min(compute_tok_s, flash_tok_s)
     first = build_firmware(seed, 1)
     by_function = cycles_by_function(result.profile, firmware)
     by_function.subtract(cycles_by_function(
@@ -233,7 +235,7 @@ def bench(model_path: str | Path, prompt: bytes = b"Once upon a time", max_token
         "matrix_cycles_per_mac": round(rows_share * generation_cycles / macs, 2),
         "weight_bytes_per_token": weight_bytes,
         "weights_in": ready.fields.get("weights", "flash"),
-        "tok_s_xip_flash_bound": None if cached else round(flash_tok_s, 2),
+        "tok_s_xip_flash_bound": None if flash_tok_s is None else round(flash_tok_s, 2),
         "tok_s_headline": round(headline, 2),
         "bound_by": "compute" if headline == compute_tok_s else "xip-flash",
         "tok_s_dual_core_estimate": round(min(dual_core_tok_s, flash_tok_s or dual_core_tok_s),
@@ -243,6 +245,14 @@ def bench(model_path: str | Path, prompt: bytes = b"Once upon a time", max_token
         "stack_bytes": result.stack_used,
         "context": int(ready.fields["ctx"]),
     }
+
+
+def flash_bound(weight_bytes: int, weights_in: str) -> float | None:
+    """The tok/s that XIP flash reads allow for weights streamed from flash (weights_in, as
+    the firmware's @ready says), or None for weights in SRAM or all in the cache."""
+    if weights_in == "sram" or weight_bytes <= XIP_CACHE_BYTES:
+        return None
+    return XIP_BYTES_PER_SECOND / weight_bytes
 
 
 def cycles_by_function(profile: dict[int, int], firmware: Firmware) -> Counter:
