@@ -234,17 +234,23 @@ def _targets_stage(args, out: Path, log) -> int:
 def _tokenizer_stage(args, out: Path, log) -> Tokenizer:
     path = out / "tokenizer.json"
     if not path.exists():
-        texts = []
-        for piece in read_pieces(out / "targets"):
-            texts.append(piece.text.decode("utf-8", "replace"))
-            if piece.prompt:
-                texts.append(piece.prompt)
+        texts = corpus_texts(out / "targets")
         vocab_size = args.training.get("vocab_size", training.TrainArgs.vocab_size)
         kind = args.training.get("tokenizer", training.TrainArgs.tokenizer)
         log(f"training the student's tokenizer ({vocab_size} tokens) on the corpus")
         tokenizer = train_tokenizer(texts, vocab_size, kind)
         atomic_write(path, lambda f: f.write(tokenizer.to_json().encode()))
     return Tokenizer.load(path)
+
+
+def corpus_texts(targets: Path) -> list[str]:
+    """The texts and prompts of the teacher's corpus, which the student's tokenizer learns."""
+    texts = []
+    for piece in read_pieces(targets):
+        texts.append(piece.text.decode("utf-8", "replace"))
+        if piece.prompt:
+            texts.append(piece.prompt)
+    return texts
 
 
 # ---- 3. projection --------------------------------------------------------------------------

@@ -122,11 +122,7 @@ class Tokenizer:
         """A character vocabulary of `vocab_size` tokens: the fallback (id 0), the
         vocab_size - 5 most frequent characters of the texts (ties: in byte order), in byte
         order, then the SPECIALS. Every byte of a character it lacks is the fallback."""
-        if isinstance(texts, str):
-            texts = [texts]
-        counts = Counter()
-        for text in texts:
-            counts.update(UTF8_CHAR.findall(text.encode("utf-8", "surrogatepass")))
+        counts = count_characters(texts)
         n_chars = vocab_size - 1 - len(SPECIALS)
         if n_chars < 1 or n_chars > len(counts):
             raise ValueError(f"a character vocabulary of this text has from {len(SPECIALS) + 2} "
@@ -312,6 +308,14 @@ class Tokenizer:
             return cls.from_json(Path(path).read_text(encoding="utf-8"))
         except ValueError as e:  # json's errors are ValueErrors too
             raise ValueError(f"{path}: {e}") from None
+
+
+def count_characters(texts: str | Iterable[str]) -> Counter:
+    """How often each UTF-8 character (as bytes, cut as encoding cuts them) occurs."""
+    counts = Counter()
+    for text in [texts] if isinstance(texts, str) else texts:
+        counts.update(UTF8_CHAR.findall(text.encode("utf-8", "surrogatepass")))
+    return counts
 
 
 def train_tokenizer(texts: str | Iterable[str], vocab_size: int, kind: str = "auto") -> Tokenizer:
