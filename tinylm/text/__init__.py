@@ -1,6 +1,6 @@
 """Text into tokens: pre-tokenizing, byte-level BPE, the tokenizer, documents and batches.
 
 pretokenize.py (where merges may not cross), bpe.py (learning merges), tokenizer.py (encode,
-decode, specials, chat turns; character vocabularies below 260 tokens), data.py (files into documents, token files, batches),
-corpus.py (the demo's built-in stories). Imports core only.
+decode, specials, chat turns; character vocabularies below 260 tokens), data.py (files into
+documents, token files, batches), corpus.py (the demo's built-in stories). Imports core only.
 """

@@ -1,7 +1,7 @@
 """Training: text files in, a trained model (OUT/checkpoint.npz) out.
 
-    1. Cut the text into documents, train a tokenizer on them (BPE, or characters), and write the token ids to
-       OUT/train.uint16 and OUT/val.uint16 (data.py). Without separate validation files, the
+    1. Cut the text into documents, train a tokenizer on them (BPE, or characters), and write
+       the token ids to OUT/train.uint16 and OUT/val.uint16 (data.py). Without separate validation files, the
        last val_fraction of the tokens is held out.
     2. Loop: learning rate from the schedule, a random batch, loss and gradients, gradient
        clipping, an AdamW step (optim.py). Every eval_every steps, loss and bits per byte on the
