@@ -57,7 +57,7 @@ print(f"trained {summary['n_params']:,} parameters in {summary['seconds']:.0f} s
       f"loss {summary['val_loss']:.3f} nats/token (log(vocab) = {math.log(320):.3f} at the "
       f"start)")
 if (work / "run" / "loss.png").exists():
-    print(f"[picture] {work / 'run' / 'loss.png'}: the loss curve")
+    print(f"[picture] {work / 'run' / 'loss.png'}  (the loss curve)")
 assert summary["val_loss"] < 0.3 * math.log(320)
 
 # %% [markdown]
@@ -87,7 +87,7 @@ assert np.count_nonzero(dists["top-k 3"]) == 3
 kept = np.sort(token_probs(logits)[dists["top-p 0.9"] > 0])[::-1]   # before renormalizing
 assert kept.sum() >= 0.9 and kept[:-1].sum() < 0.9      # the fewest that reach 0.9
 # " six" may be two tokens (" si", "x"): read on to see what the most likely path says
-after_verse = tokenizer.decode(generate(model, tokenizer, prompt_ids, 6, temperature=0))
+after_verse = tokenizer.decode(generate(model, tokenizer, prompt_ids, 8, temperature=0))
 print(f"the most likely tokens after the verse: {after_verse!r}")
 assert after_verse.startswith(" six red apples")
 
