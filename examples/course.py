@@ -51,6 +51,7 @@ def story_model():
     on the built-in stories, made once and kept in output_dir()/story-model."""
     out = output_dir() / "story-model"
     if not (out / "checkpoint.npz").exists():
+        print(f"training the small story model, once (a few seconds; kept in {out})")
         stories = out.parent / "stories.txt"
         stories.write_text("\n\n".join(make_stories(1000)), encoding="utf-8")
         train(TrainArgs(data=[stories], out=out, vocab_size=512, dim=48, n_layers=2, n_heads=4,
