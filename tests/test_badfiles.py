@@ -9,7 +9,7 @@ import pytest
 from badfiles import corpus, entries, with_crc
 from binmodels import random_model, stories_tokenizer, tiny_config, trained_model, write_model_bin
 from tinylm.binformat import BinFormatError, parse_bin
-from tinylm.runtime import SOURCES
+from tinylm.runtime import SOURCES, kernel
 
 SANITIZER_CC = next((cc for cc in ("clang", "gcc") if shutil.which(cc)), None)
 
@@ -31,7 +31,7 @@ def checker(tmp_path_factory):
     binary = tmp_path_factory.mktemp("asan") / "check_files"
     subprocess.run([SANITIZER_CC, "-std=c99", "-g", "-O1", "-fsanitize=address,undefined",
                     "-fno-sanitize-recover=all", "-I", str(SOURCES), str(SOURCES / "tinylm.c"),
-                    str(SOURCES.parents[1] / "tests" / "fuzz" / "check_files.c"),
+                    str(kernel()), str(SOURCES.parents[1] / "tests" / "fuzz" / "check_files.c"),
                     "-o", str(binary)], check=True)
     return binary
 

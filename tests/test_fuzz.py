@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from binmodels import random_model, stories_tokenizer, tiny_config, write_model_bin
-from tinylm.runtime import SOURCES
+from tinylm.runtime import SOURCES, kernel
 
 FUZZ_DIR = SOURCES.parents[1] / "tests" / "fuzz"
 
@@ -21,7 +21,8 @@ def test_fuzz_load_and_generate(tmp_path):
     binary = tmp_path / "fuzz_load"
     subprocess.run(["clang", "-std=c99", "-g", "-O1", "-fsanitize=fuzzer,address,undefined",
                     "-fno-sanitize-recover=undefined", "-I", str(SOURCES),
-                    str(SOURCES / "tinylm.c"), str(FUZZ_DIR / "fuzz_load.c"), "-o", str(binary)],
+                    str(SOURCES / "tinylm.c"), str(kernel()), str(FUZZ_DIR / "fuzz_load.c"),
+                    "-o", str(binary)],
                    check=True)
     seeds, work = tmp_path / "seeds", tmp_path / "corpus"
     seeds.mkdir()

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tinylm.runtime import SOURCES
+from tinylm.runtime import SOURCES, kernel
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
 TARGETS = {   # compiler and flags, the nm that lists its symbols
@@ -46,6 +46,7 @@ def test_the_device_loop_is_freestanding(tmp_path, target):
 def test_the_host_program_builds_warning_free(tmp_path):
     require("gcc")
     sources = [SOURCES / name for name in ("tinylm.c", "host.c", "serve.c", "serve_host.c")]
+    sources.append(kernel())
     result = subprocess.run(["gcc", *STRICT, *map(str, sources), "-o", str(tmp_path / "serve")],
                             capture_output=True, text=True)
     assert result.returncode == 0 and result.stderr == "", result.stderr

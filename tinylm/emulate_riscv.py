@@ -23,14 +23,14 @@ from pathlib import Path
 
 from .binformat import read_bin
 from .emulate_rp2040 import matvec_macs, streamed_weight_bytes
-from .runtime import SOURCES, arena_bytes
+from .runtime import NO_FPU, SOURCES, arena_bytes, kernel
 from .sampler import to_q16
 
 PROGRAM = Path(__file__).resolve().parent.parent / "firmware_esp32" / "riscv_virt"
 CC = "riscv64-unknown-elf-gcc"
 QEMU = "qemu-system-riscv32"
 FLAGS = ["-march=rv32imc", "-mabi=ilp32", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
-         "-ffreestanding", "-nostdlib",
+         *NO_FPU, "-ffreestanding", "-nostdlib",
          # freestanding.c's memset and memcpy must not be compiled into calls to themselves
          "-fno-builtin", "-fno-tree-loop-distribute-patterns",
          "-Wl,--no-warn-rwx-segments",   # one RAM region holds code and data, as intended
@@ -69,9 +69,9 @@ def build_program() -> Program:
     if not shutil.which(CC):
         raise OSError(f"{CC} is not installed (apt-get install gcc-riscv64-unknown-elf)")
     sources = [PROGRAM / "startup.c", PROGRAM / "main.c", SOURCES / "freestanding.c",
-               SOURCES / "tinylm.c"]
+               SOURCES / "tinylm.c", kernel("rv32im")]
     digest = hashlib.sha256(" ".join(FLAGS).encode())
-    for path in [*sources, SOURCES / "tinylm.h", PROGRAM / "virt.ld"]:
+    for path in [*sources, *sorted(SOURCES.glob("*.h")), PROGRAM / "virt.ld"]:
         digest.update(path.read_bytes())
     cache = Path(os.environ.get("TINYLM_CACHE") or Path.home() / ".cache" / "tinylm")
     cache.mkdir(parents=True, exist_ok=True)
