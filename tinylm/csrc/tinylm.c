@@ -482,7 +482,7 @@ static input prepare_input(tlm_state *s, const int32_t *x, uint32_t section) {
     for (uint32_t j = 0; j < cols; j++) s->xq[j] = (int16_t)to_int8(x[j], in.scale);
     if (!n_groups || cols / 2 + n_groups > scratch_words) return in;
     int32_t *packed = s->scratch, *correction = packed + cols / 2;
-    if (tlm_packed_pairs && bits == 8 && cols % 4 == 0 && group % 4 == 0) {
+    if (bits == 8 && cols % 4 == 0 && group % 4 == 0 && tlm_packed_pairs) {
         in.packed = 8;
         for (uint32_t g = 0; g < n_groups; g++)   /* with the rounding of group_shift */
             correction[g] = (1 << group_shift(Q8, group)) >> 1;
