@@ -61,8 +61,7 @@ void tlm_product_rows(const product *p, uint32_t first, uint32_t end) {
     else if (p->pairs) {
         int32_t sums[PAIR_SUMS];
         packed_rows(p, first, end, sums);
-    }
-    else if (p->row_bytes == p->cols) int8_rows(p, first, end);
+    } else if (p->row_bytes == p->cols) int8_rows(p, first, end);
     else int4_rows(p, first, end);
 }
 

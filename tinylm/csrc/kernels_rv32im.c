@@ -56,16 +56,13 @@ __asm__(
     "9: ret\n"
     " .size tlm_pair_sums, .-tlm_pair_sums\n");
 
-/* Rows first..end-1: int4 rows through the nibble kernel and int8 rows two at a time through
-   the pair kernel when the input is packed, else int8 rows by plain dots and int4 rows byte by
-   byte. */
+/* Rows first..end-1 as in kernels_portable.c, with the pair kernel above. */
 void tlm_product_rows(const product *p, uint32_t first, uint32_t end) {
     if (p->nibbles) nibble_rows(p, first, end);
     else if (p->pairs) {
         int32_t sums[PAIR_SUMS];
         packed_rows(p, first, end, sums);
-    }
-    else if (p->row_bytes == p->cols) int8_rows(p, first, end);
+    } else if (p->row_bytes == p->cols) int8_rows(p, first, end);
     else int4_rows(p, first, end);
 }
 
