@@ -78,6 +78,7 @@ def build_firmware(seed: int = 0, max_tokens: int = 128) -> Firmware:
     for path in [*sources, *sorted(SOURCES.glob("*.h")), FIRMWARE / "ram.ld"]:
         digest.update(path.read_bytes())
     cache = Path(os.environ.get("TINYLM_CACHE") or Path.home() / ".cache" / "tinylm")
+    cache.mkdir(parents=True, exist_ok=True)
     directory = cache / f"rp2040-{digest.hexdigest()[:16]}"
     elf, image = directory / "firmware.elf", directory / "firmware.bin"
     if not image.exists():
