@@ -10,7 +10,7 @@ from badfiles import corpus, entries, with_crc
 from binmodels import random_model, stories_tokenizer, tiny_config, trained_model, write_model_bin
 
 from tinylm.export.binformat import BinFormatError, parse_bin
-from tinylm.runtime.build import SOURCES
+from tinylm.runtime.build import SOURCES, kernel
 
 SANITIZER_CC = next((cc for cc in ("clang", "gcc") if shutil.which(cc)), None)
 
@@ -32,7 +32,7 @@ def checker(tmp_path_factory):
     binary = tmp_path_factory.mktemp("asan") / "check_files"
     subprocess.run([SANITIZER_CC, "-std=c99", "-g", "-O1", "-fsanitize=address,undefined",
                     "-fno-sanitize-recover=all", "-I", str(SOURCES), str(SOURCES / "tinylm.c"),
-                    str(Path(__file__).resolve().parent / "fuzz" / "check_files.c"),
+                    str(kernel()), str(Path(__file__).resolve().parent / "fuzz" / "check_files.c"),
                     "-o", str(binary)], check=True)
     return binary
 

@@ -14,11 +14,15 @@ import pytest
 from binmodels import run_text, tiny_model_bin
 
 from tinylm.boards import protocol
+from tinylm.runtime.build import KERNELS, NO_FPU, PORTABLE
 from tinylm.runtime.build import SOURCES as CSRC
 
 ROOT = Path(__file__).resolve().parents[1]
 STUBS = ROOT / "tests" / "esp_idf_stubs"
-SOURCES = [ROOT / "firmware_esp32" / "main" / "main.c", CSRC / "tinylm.c", CSRC / "serve.c"]
+# The runtime with the portable kernels: the ESP32's and ESP32-S3's, and in C what the
+# ESP32-C3's assembly is held to
+SOURCES = [ROOT / "firmware_esp32" / "main" / "main.c", CSRC / "tinylm.c", CSRC / PORTABLE,
+           CSRC / "serve.c"]
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{STUBS}", f"-I{CSRC}"]
 
 UART0 = ["-DCONFIG_ESP_CONSOLE_UART=1", "-DCONFIG_ESP_CONSOLE_UART_NUM=0"]
@@ -61,6 +65,13 @@ def test_the_glue_compiles_warning_free(name, config):
     result = subprocess.run([*compiler, *STRICT, "-fsyntax-only", *CONFIGS[config], *SOURCES],
                             capture_output=True, text=True)
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_the_component_builds_the_kernels_of_the_chip():
+    """RISC-V (the ESP32-C3): its own, without float32 models; Xtensa: the portable ones."""
+    text = (ROOT / "firmware_esp32" / "main" / "CMakeLists.txt").read_text()
+    assert f"${{shared}}/{KERNELS['rv32im']}" in text and f"${{shared}}/{PORTABLE}" in text
+    assert f"PRIVATE {NO_FPU[0].removeprefix('-D')}" in text
 
 
 def test_a_console_that_is_neither_uart_nor_usb_serial_jtag_is_refused():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from binmodels import random_model, stories_tokenizer, tiny_config, write_model_bin
 
-from tinylm.runtime.build import SOURCES
+from tinylm.runtime.build import SOURCES, kernel
 
 FUZZ_DIR = Path(__file__).resolve().parent / "fuzz"
 
@@ -22,7 +22,8 @@ def test_fuzz_load_and_generate(tmp_path):
     binary = tmp_path / "fuzz_load"
     subprocess.run(["clang", "-std=c99", "-g", "-O1", "-fsanitize=fuzzer,address,undefined",
                     "-fno-sanitize-recover=undefined", "-I", str(SOURCES),
-                    str(SOURCES / "tinylm.c"), str(FUZZ_DIR / "fuzz_load.c"), "-o", str(binary)],
+                    str(SOURCES / "tinylm.c"), str(kernel()), str(FUZZ_DIR / "fuzz_load.c"),
+                    "-o", str(binary)],
                    check=True)
     seeds, work = tmp_path / "seeds", tmp_path / "corpus"
     seeds.mkdir()

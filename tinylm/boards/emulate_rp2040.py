@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..export.binformat import read_bin
-from ..runtime.build import SOURCES, cache_dir
+from ..runtime.build import NO_FPU, SOURCES, cache_dir, kernel
 from . import protocol, uf2
 from .emulation import matvec_macs, streamed_weight_bytes
 from .rp2040_flash import FLASH_BASE, MODEL_OFFSET
@@ -31,7 +31,7 @@ FIRMWARE = Path(__file__).resolve().parents[2] / "firmware_rp2040" / "baremetal"
 EMULATOR = FIRMWARE / "emulator"
 CC = "arm-none-eabi-gcc"
 FLAGS = ["-mcpu=cortex-m0plus", "-mthumb", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
-         "-ffreestanding", "-nostdlib",
+         *NO_FPU, "-ffreestanding", "-nostdlib",
          # freestanding.c's memset and memcpy must not be compiled into calls to themselves
          "-fno-builtin", "-fno-tree-loop-distribute-patterns"]
 SRAM_BASE = 0x20000000
@@ -46,8 +46,8 @@ CPU_HZ = 133_000_000
 XIP_BYTES_PER_SECOND = CPU_HZ / 2 * 8 / (8 + 4 + 16)
 XIP_CACHE_BYTES = 16 * 1024
 # The functions that do a matrix's rows: what the two cores share on hardware (run_both)
-ROW_FUNCTIONS = {"tlm_pair_sums", "tlm_quads64", "tlm_rows_wide", "pair_rows", "nibble_rows", "product_rows",
-                 "product_half"}
+ROW_FUNCTIONS = {"tlm_pair_sums", "tlm_quads64", "tlm_rows_wide", "pair_rows", "nibble_rows",
+                 "tlm_product_rows", "product_half"}
 
 
 def missing_tools() -> str | None:
@@ -68,7 +68,7 @@ def install_rp2040js() -> str | None:
     if not shutil.which("npm"):
         return (f"rp2040js is not installed, and there is no npm to install it: run npm ci "
                 f"in {EMULATOR}")
-    import fcntl                               # POSIX, as the emulator's tools are
+    import fcntl  # POSIX, as the emulator's tools are
     with open(EMULATOR / ".install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)      # another process may be installing it now
         if (EMULATOR / "node_modules" / "rp2040js").is_dir():
@@ -93,10 +93,11 @@ def build_firmware(seed: int = 0, max_tokens: int = 128) -> Firmware:
     if not shutil.which(CC):
         raise OSError(f"{CC} is not installed (apt-get install gcc-arm-none-eabi)")
     sources = [FIRMWARE / "startup.c", FIRMWARE / "main.c", FIRMWARE / "divider.c",
-               SOURCES / "freestanding.c", SOURCES / "serve.c", SOURCES / "tinylm.c"]
+               SOURCES / "freestanding.c", SOURCES / "serve.c", SOURCES / "tinylm.c",
+               kernel("armv6m")]
     flags = [*FLAGS, f"-DTLM_SEED={seed}u", f"-DTLM_MAX_TOKENS={max_tokens}"]
     digest = hashlib.sha256(" ".join(flags).encode())
-    for path in [*sources, SOURCES / "serve.h", SOURCES / "tinylm.h", FIRMWARE / "ram.ld"]:
+    for path in [*sources, *sorted(SOURCES.glob("*.h")), FIRMWARE / "ram.ld"]:
         digest.update(path.read_bytes())
     cache = cache_dir()
     directory = cache / f"rp2040-{digest.hexdigest()[:16]}"

@@ -21,7 +21,8 @@
 
    Logits are Q16 fixed point (value * 65536). Temperature and top-p are passed in Q16 too.
    Needs a little-endian CPU and a 16-byte-aligned model. C99 with only <stddef.h> and
-   <stdint.h>, so it builds freestanding. Without an FPU, float32 models are left out. */
+   <stdint.h>, so it builds freestanding, with the kernel file of the CPU (kernels.h). A build
+   for a CPU without an FPU leaves float32 models out (-DTLM_FLOAT_WEIGHTS=0). */
 #ifndef TINYLM_H
 #define TINYLM_H
 
