@@ -31,6 +31,7 @@ LAYER_KIND = 16         # layer tensor k has kind 16 + k
 LIMITS = {"vocab_size": 65535, "dim": 8192, "n_layers": 255, "n_heads": 256, "n_kv_heads": 256,
           "head_dim": 256, "hidden_dim": 32768, "max_seq_len": 65535}
 MAX_GROUP = 256
+MAX_OPTIONAL_SECTIONS = 1024   # after the required ones: room to grow, a bound on the work
 ROPE_ONE = 1 << 14      # cos and sin in Q14
 TOKENIZER_HEAD = struct.Struct("<IIIIIIBBH")
 
@@ -213,6 +214,9 @@ def parse_bin(data: bytes) -> BinModel:
     if bits not in BITS_DTYPE or (bits != 32 and not 1 <= group <= MAX_GROUP):
         fail("bad quantization type or group size")
     config = ModelConfig(**dims, tie_embeddings=bool(flags), norm_eps=eps, rope_theta=theta)
+    order = section_order(config)
+    if n_sections > len(order) + MAX_OPTIONAL_SECTIONS:
+        fail("too many sections")
     table_end = table_offset + ENTRY_SIZE * n_sections
     if table_offset < header_size or table_offset % ALIGN or table_end > file_size:
         fail("section table outside the file")
@@ -220,16 +224,15 @@ def parse_bin(data: bytes) -> BinModel:
     for kind, layer, dtype, offset, size, *_ in entries:
         if offset % ALIGN or offset < table_end or size > file_size - offset:
             fail("section past the end of the file or misaligned")
-    order = section_order(config)
     if n_sections < len(order):
         fail("missing section")
     if [entry[:2] for entry in entries[:len(order)]] != order:
         fail("section table out of order")
-    starts = np.array([entry[3] for entry in entries], np.int64)
-    ends = starts + [entry[4] for entry in entries]
-    overlaps = (starts[:, None] < ends[None, :]) & (starts[None, :] < ends[:, None])
-    if np.any(overlaps & ~np.eye(n_sections, dtype=bool)):
-        fail("sections overlap")
+    previous_end = table_end     # sections follow the table's order, so one pass finds overlaps
+    for entry in entries:
+        if entry[3] < previous_end:
+            fail("sections overlap or are not in the table's order")
+        previous_end = entry[3] + entry[4]
     found = {entry[:2]: entry[2:8] for entry in entries[:len(order)]}
     tensors = {}
     for name, shape in config.param_shapes().items():

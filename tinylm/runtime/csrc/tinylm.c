@@ -26,6 +26,7 @@
 #define Q4 2
 #define RAW 3
 #define N_LAYER_TENSORS 9
+#define MAX_OPTIONAL_SECTIONS 1024   /* after the required ones (docs/format.md) */
 #define INPUT_TOP 63          /* matrix inputs are rounded to -63..63: see matvec */
 #define CACHE_TOP 127         /* keys and values to -127..127 */
 #define LOG2E_MINUS_1_Q16 29012
@@ -323,6 +324,7 @@ const char *tlm_load(tlm_model *m, const void *data, size_t size) {
         m->eps_q32 = s > 63 ? 0 : (int64_t)((man + ((uint64_t)1 << (s - 1))) >> s);
     }
     uint32_t n_sections = rd32(p + 72), table_offset = rd32(p + 76);
+    if (n_sections > n_required(m) + MAX_OPTIONAL_SECTIONS) return "too many sections";
     uint64_t table_end = table_offset + (uint64_t)ENTRY_SIZE * n_sections;
     if (table_offset < header_size || table_offset % 16 || table_end > file_size)
         return "section table outside the file";
@@ -340,12 +342,12 @@ const char *tlm_load(tlm_model *m, const void *data, size_t size) {
         expected_id(m, i, &kind, &layer);
         if (e.kind != kind || e.layer != layer) return "section table out of order";
     }
-    for (uint32_t i = 0; i < n_sections; i++)
-        for (uint32_t j = i + 1; j < n_sections; j++) {
-            entry a = get_entry(m, i), b = get_entry(m, j);
-            if (a.offset < b.offset + b.size && b.offset < a.offset + a.size)
-                return "sections overlap";
-        }
+    /* Sections follow the table's order, so one pass finds any overlap. */
+    for (uint64_t i = 0, previous_end = table_end; i < n_sections; i++) {
+        entry e = get_entry(m, (uint32_t)i);
+        if (e.offset < previous_end) return "sections overlap or are not in the table's order";
+        previous_end = (uint64_t)e.offset + e.size;
+    }
     uint32_t q_dim = m->n_heads * m->head_dim, kv_dim = m->n_kv_heads * m->head_dim;
     for (uint32_t i = 2; i < n_required(m); i++) {
         entry e = get_entry(m, i);
@@ -387,9 +389,10 @@ const char *tlm_load(tlm_model *m, const void *data, size_t size) {
 
 /* ---- memory ----------------------------------------------------------------------------- */
 
-/* Carve the arena into buffers (or, with base NULL, just add up their sizes). */
-static size_t layout(tlm_state *s, const tlm_model *m, uint8_t *base, uint32_t context) {
-    size_t used = 0;
+/* Carve the arena into buffers (or, with base NULL, just add up their sizes). The sum is
+   64-bit: a file's largest shapes and context need gigabytes, more than a 32-bit size_t. */
+static uint64_t layout(tlm_state *s, const tlm_model *m, uint8_t *base, uint32_t context) {
+    uint64_t used = 0;
     uint32_t q_dim = m->n_heads * m->head_dim, kv_dim = m->n_kv_heads * m->head_dim;
     uint32_t widest = m->dim > m->hidden_dim ? m->dim : m->hidden_dim;
     uint32_t hidden = m->hidden_dim > kv_dim ? m->hidden_dim : kv_dim;   /* also holds k, v */
@@ -397,8 +400,8 @@ static size_t layout(tlm_state *s, const tlm_model *m, uint8_t *base, uint32_t c
     if (q_dim > widest) widest = q_dim;
 #define TAKE(field, type, count)                                                        \
     do {                                                                                \
-        if (base) s->field = (type *)(void *)(base + used);                             \
-        used += ((size_t)(count) * sizeof(type) + 15) & ~(size_t)15;                    \
+        if (base) s->field = (type *)(void *)(base + (size_t)used);                     \
+        used += ((uint64_t)(count) * sizeof(type) + 15) & ~(uint64_t)15;                \
     } while (0)
     TAKE(x, int32_t, m->dim);
     TAKE(h, int32_t, widest);
@@ -408,23 +411,26 @@ static size_t layout(tlm_state *s, const tlm_model *m, uint8_t *base, uint32_t c
     TAKE(logits, int32_t, m->vocab_size);
     TAKE(scratch, int32_t, scratch / 4);
     TAKE(xq, int16_t, widest);
-    TAKE(kcache, int8_t, (size_t)m->n_layers * context * kv_dim);
-    TAKE(vcache, int8_t, (size_t)m->n_layers * context * kv_dim);
-    TAKE(kscale, uint8_t, (size_t)m->n_layers * context * m->n_kv_heads);
-    TAKE(vscale, uint8_t, (size_t)m->n_layers * context * m->n_kv_heads);
+    TAKE(kcache, int8_t, (uint64_t)m->n_layers * context * kv_dim);
+    TAKE(vcache, int8_t, (uint64_t)m->n_layers * context * kv_dim);
+    TAKE(kscale, uint8_t, (uint64_t)m->n_layers * context * m->n_kv_heads);
+    TAKE(vscale, uint8_t, (uint64_t)m->n_layers * context * m->n_kv_heads);
 #undef TAKE
     return used;
 }
 
 size_t tlm_arena_size(const tlm_model *m, uint32_t context) {
     if (context == 0 || context > m->max_seq_len) context = m->max_seq_len;
-    return layout(NULL, m, NULL, context);
+    uint64_t size = layout(NULL, m, NULL, context);
+    return size > SIZE_MAX ? SIZE_MAX : (size_t)size;   /* SIZE_MAX: more than can be had */
 }
 
 const char *tlm_init(tlm_state *s, const tlm_model *m, void *arena, size_t arena_size,
                      uint32_t context) {
     if (context == 0 || context > m->max_seq_len) context = m->max_seq_len;
     if ((uintptr_t)arena % 16) return "the arena must be 16-byte aligned";
+    if (layout(NULL, m, NULL, context) > SIZE_MAX)
+        return "the arena for this context is larger than this CPU can address";
     if (arena_size < tlm_arena_size(m, context)) return "the arena is too small";
     static const tlm_state empty;
     *s = empty;

@@ -65,6 +65,8 @@ typedef struct {
 } tlm_sampler;
 
 const char *tlm_load(tlm_model *m, const void *data, size_t size);
+/* The arena's bytes for `context` tokens (0: the model's); SIZE_MAX when this CPU's address
+   space cannot hold it (a long context on a 32-bit CPU). */
 size_t tlm_arena_size(const tlm_model *m, uint32_t context);
 const char *tlm_init(tlm_state *s, const tlm_model *m, void *arena, size_t arena_size,
                      uint32_t context);
