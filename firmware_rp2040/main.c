@@ -1,8 +1,9 @@
 /* tinylm on an RP2040 board, with the pico-sdk: the device loop (tinylm/runtime/csrc/serve.c, the
    protocol of docs/protocol.md) over USB CDC and UART0 at once, with the model that
-   `tinylm flash rp2040` put at flash offset 1 MiB (docs/flashing.md), and each matrix's rows
-   shared between the two cores. This file is only the port, the clock, the model's place and
-   the second core.
+   `tinylm flash rp2040` put at flash offset 1 MiB (docs/flashing.md), and the work of a token
+   (a matrix's rows, attention's heads, the sampler's weights: tlm_state.run_both) shared
+   between the two cores. This file is only the port, the clock, the model's place and the
+   second core.
 
    The SRAM the firmware leaves is one static pool, SRAM_POOL_BYTES: the runtime's arena, with
    a copy of the model before it when both fit (tinylm/boards/memplan.py plans with the same figure). */

@@ -5,9 +5,12 @@
    Built as a RAM image (ram.ld) for the emulator runner (emulator/run.js) and the RP2040
    benchmark: `tinylm bench --target rp2040`, tinylm/boards/emulate_rp2040.py. Sampling is that of
    `tinylm run`: temperature 1, top-p 0.9, no top-k, the sampler reseeded for every prompt,
-   with the seed and the token limit fixed at build time (TLM_SEED, TLM_MAX_TOKENS). */
+   with the seed and the token limit fixed at build time (TLM_SEED, TLM_MAX_TOKENS). The work
+   of a token is shared between the two cores (multicore.c); built with TLM_CORES=1, core 1
+   stays asleep in the bootrom and core 0 does all of it. */
 #include <stdint.h>
 
+#include "multicore.h"
 #include "serve.h"
 
 #ifndef TLM_SEED
@@ -15,6 +18,9 @@
 #endif
 #ifndef TLM_MAX_TOKENS
 #define TLM_MAX_TOKENS 256
+#endif
+#ifndef TLM_CORES
+#define TLM_CORES 2
 #endif
 
 #define MODEL_ADDRESS 0x10100000u
@@ -97,6 +103,10 @@ int main(void) {
     server.seed = TLM_SEED;
     server.max_tokens = TLM_MAX_TOKENS;
     server.weights = in_flash ? "flash" : "sram";
+    if (TLM_CORES == 2) {
+        launch_core1();
+        server.state.run_both = run_on_both_cores;
+    }
     tlm_server_hello(&server);
     for (;;) {
         int c = uart_poll(NULL);
