@@ -106,6 +106,8 @@ def test_bench_reports_prompt_and_generation_cycles(model_path):
     assert one["core1_busy_share"] == 0 < two["core1_busy_share"] < 1
     # a model this small is copied to SRAM: no flash bound, compute is the headline
     assert two["weights_in"] == "sram" and two["tok_s_xip_flash_bound"] is None
+    assert two["sram_weight_bytes"] == model_path.stat().st_size
+    assert two["flash_weight_bytes_per_token"] == 0
     assert two["tok_s_headline"] == two["tok_s_133mhz_emulated"]
     assert 0 < two["matrix_rows_share"] < 1
     assert 0 < two["matrix_cycles_per_mac"] < two["cycles_per_mac"]
@@ -122,7 +124,7 @@ def test_the_flash_bound_applies_to_weights_in_flash_past_the_cache(tmp_path, mo
     assert figures["weights_in"] == "flash" and figures["tok_s_xip_flash_bound"] is None
     monkeypatch.setattr(emulator, "XIP_CACHE_BYTES", 64)
     figures = emulator.bench(path, max_tokens=2)
-    flash = emulator.XIP_BYTES_PER_SECOND / figures["weight_bytes_per_token"]
+    flash = emulator.XIP_BYTES_PER_SECOND / figures["flash_weight_bytes_per_token"]
     assert figures["tok_s_xip_flash_bound"] == round(flash, 2)
     assert figures["tok_s_headline"] == round(min(flash, figures["tok_s_133mhz_emulated"]), 2)
 

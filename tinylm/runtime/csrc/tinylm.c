@@ -215,6 +215,20 @@ static uint32_t n_required(const tlm_model *m) {
     return 4 + N_LAYER_TENSORS * m->n_layers + !m->tie_embeddings;
 }
 
+/* A section's bytes: in the copy of them a firmware made (tlm_model.copy), else in the file */
+static const uint8_t *section_data(const tlm_model *m, entry e) {
+    uint32_t at = e.offset - m->copy_start;
+    return at < m->copy_end - m->copy_start ? m->copy + at : m->file + e.offset;
+}
+
+int tlm_token_section(const tlm_model *m, uint32_t i, uint32_t *start, uint32_t *end) {
+    uint32_t section = i + 3 - m->tie_embeddings;   /* from tok_emb (2), or layer 0 (3) */
+    if (section >= n_required(m)) return 0;
+    entry e = get_entry(m, section);
+    *start = e.offset, *end = e.offset + e.size;
+    return 1;
+}
+
 static void expected_id(const tlm_model *m, uint32_t i, uint32_t *kind, uint32_t *layer) {
     *layer = 0;
     if (i < 3) *kind = i + 1;                                    /* tokenizer, rope, tok_emb */
@@ -532,7 +546,7 @@ static void product_half(void *arg, uint32_t part) {
 static void matvec(tlm_state *s, int32_t *y, uint32_t section, const input *in) {
     const tlm_model *m = s->m;
     entry e = get_entry(m, section);
-    const uint8_t *w = m->file + e.offset;
+    const uint8_t *w = section_data(m, e);
 #if TLM_FLOAT_WEIGHTS
     if (e.dtype == F32) {   /* float weights: add up in order, as the NumPy reference */
         for (uint32_t i = 0; i < e.rows; i++) {
@@ -565,8 +579,8 @@ static void matvec(tlm_state *s, int32_t *y, uint32_t section, const input *in) 
 static void rmsnorm(const tlm_model *m, int32_t *out, const int32_t *x, uint32_t section) {
     /* float32 weights, as words (sections are 16-byte aligned), converted as they are used:
        a copy in Q16 would cost the arena 4 dim bytes per norm */
-    const uint32_t *weight = (const uint32_t *)(const void *)(m->file +
-                                                               get_entry(m, section).offset);
+    entry e = get_entry(m, section);
+    const uint32_t *weight = (const uint32_t *)(const void *)section_data(m, e);
     uint32_t a = 0, sum = 0;
     int dim_bits = bit_length(m->dim), bits = (31 - dim_bits) / 2, p = 13 - (dim_bits + 1) / 2;
     for (uint32_t j = 0; j < m->dim; j++) {
@@ -729,7 +743,7 @@ int32_t *tlm_forward(tlm_state *s, uint32_t token) {
     if (s->pos >= s->context || token >= m->vocab_size) return NULL;
     {   /* embedding row, dequantized to Q16 */
         entry e = get_entry(m, 2);
-        const uint8_t *w = m->file + e.offset;
+        const uint8_t *w = section_data(m, e);
         if (e.dtype == F32) {
             for (uint32_t j = 0; j < m->dim; j++)
                 s->x[j] = q16_from_f32(rd32(w + 4 * ((size_t)token * m->dim + j)));
