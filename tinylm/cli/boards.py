@@ -189,8 +189,10 @@ def bench_command(model_path, target, cores, context, prompt, max_tokens, seed, 
     if reason:
         raise click.ClickException(reason)
     if profile:
+        unit = ("instructions" if emulator is emulate_riscv else
+                "cycles" if board["cores"] == 1 else "cycles of both cores together")
         print_profile(emulator.profile(model_path, prompt.encode(), max_tokens, seed, **board),
-                      as_json, "instructions" if emulator is emulate_riscv else "cycles")
+                      as_json, unit)
         return
     figures = emulator.bench(model_path, prompt.encode(), max_tokens, seed, **board)
     if as_json:
