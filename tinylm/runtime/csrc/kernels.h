@@ -17,7 +17,7 @@
 
 #include "tinylm.h"
 
-/* A loop that needs the registers to itself (see key_dots): a function of its own */
+/* A loop that needs the registers to itself (see attention_head): a function of its own */
 #if defined(__GNUC__)
 #define NOINLINE __attribute__((noinline))
 #else
@@ -85,6 +85,15 @@ extern const int tlm_packed_pairs;
 
 /* Rows first..end-1 of the product: y[i] for each. */
 void tlm_product_rows(const product *p, uint32_t first, uint32_t end);
+
+/* Attention's loops over the positions of the cache (attention_head in tinylm.c), functions
+   of their own: inside the loop over the positions, compilers run out of registers.
+   w[t] = q . k_t for the keys of `positions` positions (head_dim hd), stride bytes apart: */
+void tlm_key_dots(int32_t *restrict w, const int32_t *restrict q, const int8_t *restrict k,
+                  uint32_t hd, size_t stride, uint32_t positions);
+/* sums[d] = sum_t w[t] v_t[d] over the values of `positions` positions, stride bytes apart: */
+void tlm_value_sums(int32_t *restrict sums, const int32_t *restrict w,
+                    const int8_t *restrict v, uint32_t hd, size_t stride, uint32_t positions);
 
 /* The weights to sample from, in place of the logits: e^(logit - top) in Q30 (the nearest
    entry of table, 2^(-i/64) in Q30 for i = 0..64; see exp_neg_coarse), logits within
