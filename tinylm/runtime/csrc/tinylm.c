@@ -608,7 +608,7 @@ static void rope(const tlm_model *m, int32_t *v, uint32_t n_heads, uint32_t pos)
    a word: a Cortex-M0+ has byte loads only with a register offset, so this takes fewer
    instructions than a load per value. A loop of its own: inside the attention's loop over
    positions the compiler runs out of registers. */
-NOINLINE static void key_dots(int32_t *restrict w, const int32_t *restrict q,
+NOINLINE VECTOR_CLONES static void key_dots(int32_t *restrict w, const int32_t *restrict q,
                               const int8_t *restrict k, uint32_t hd, size_t stride,
                               uint32_t positions) {
     if (hd % 4 == 0)
@@ -632,7 +632,7 @@ NOINLINE static void key_dots(int32_t *restrict w, const int32_t *restrict q,
 /* sums[d] = sum_t w[t] v_t[d] over the values of `positions` positions, stride bytes apart:
    four dimensions at a time over all positions, their sums in registers, when head_dim is a
    multiple of 4 (so each position's four int8 values are one aligned word), else two. */
-NOINLINE static void value_sums(int32_t *restrict sums, const int32_t *restrict w,
+NOINLINE VECTOR_CLONES static void value_sums(int32_t *restrict sums, const int32_t *restrict w,
                                 const int8_t *restrict v, uint32_t hd, size_t stride,
                                 uint32_t positions) {
     uint32_t d = 0;
