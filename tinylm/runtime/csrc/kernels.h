@@ -11,7 +11,7 @@
    Where a CPU has nothing faster they share the portable C of kernels_portable.h and
    kernels_pairs.h (the rows around the pair kernel). This header is what tinylm.c and the
    kernels have in common: a matrix product's description, the fixed-point rounding of its
-   outputs, and the one compiler attribute the runtime uses. */
+   outputs, and the two compiler attributes the runtime uses. */
 #ifndef TINYLM_KERNELS_H
 #define TINYLM_KERNELS_H
 
@@ -22,6 +22,20 @@
 #define NOINLINE __attribute__((noinline))
 #else
 #define NOINLINE
+#endif
+
+/* The host's hottest integer loops (the int8 rows, attention's key dots and value sums), built
+   twice on x86-64 Linux: for AVX2 and for the baseline x86-64 (SSE2), the program taking the
+   first that its CPU has when it starts (an ifunc). The baseline lacks a 32-bit vector
+   multiply (pmulld) and int8-to-int16 widening loads, which these loops are made of; every
+   x86-64 since 2013-2015 has AVX2. The same integer arithmetic either way, so the same logits.
+   Elsewhere (other CPUs, C libraries without ifuncs, clang, which does not take the
+   attribute beside noinline) one build, as before. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__) && \
+    defined(__GLIBC__)
+#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VECTOR_CLONES
 #endif
 
 #define LIMIT (1 << 30)

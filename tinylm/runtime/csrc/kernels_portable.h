@@ -132,8 +132,9 @@ static inline uint64_t exp_weights(int32_t *logits, uint32_t n, int32_t top,
    tlm_key_dots: when head_dim is a multiple of 4 the cache rows are word-aligned and a key's
    int8 values are read four to a word: a Cortex-M0+ has byte loads only with a register
    offset, so this takes fewer instructions than a load per value. */
-void tlm_key_dots(int32_t *restrict w, const int32_t *restrict q, const int8_t *restrict k,
-                  uint32_t hd, size_t stride, uint32_t positions) {
+VECTOR_CLONES void tlm_key_dots(int32_t *restrict w, const int32_t *restrict q,
+                                const int8_t *restrict k, uint32_t hd, size_t stride,
+                                uint32_t positions) {
     if (hd % 4 == 0)
         for (uint32_t t = 0; t < positions; t++, k += stride) {
             int32_t sum = 0;
@@ -155,8 +156,9 @@ void tlm_key_dots(int32_t *restrict w, const int32_t *restrict q, const int8_t *
 /* tlm_value_sums: four dimensions at a time over all positions, their sums in registers,
    when head_dim is a multiple of 4 (so each position's four int8 values are one aligned
    word), else two. */
-void tlm_value_sums(int32_t *restrict sums, const int32_t *restrict w, const int8_t *restrict v,
-                    uint32_t hd, size_t stride, uint32_t positions) {
+VECTOR_CLONES void tlm_value_sums(int32_t *restrict sums, const int32_t *restrict w,
+                                  const int8_t *restrict v, uint32_t hd, size_t stride,
+                                  uint32_t positions) {
     uint32_t d = 0;
     if (hd % 4 == 0)
         for (; d < hd; d += 4) {
