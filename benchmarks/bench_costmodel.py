@@ -128,7 +128,7 @@ def row(candidate: Candidate, m: dict, model: costs.CostModel, target) -> dict:
     config, bits = candidate.shape.config(candidate.settings.seq_len), candidate.shape.bits
     cost = model.cost(config, bits, m["prompt_tokens"], m["generated_tokens"], m["candidates"])
     facts = candidate.check().facts
-    predicted = headline(target, target.hz / cost, read_bin(m["bin"]), facts["weights_in"])
+    predicted = headline(target, target.hz / cost, read_bin(m["bin"]), facts["flash_weight_bytes"])
     return {"shape": candidate.shape.label(), "n_params": facts["n_params"],
             "measured_cost": m["cost"], "predicted_cost": round(cost),
             "measured_tok_s": m["tok_s"], "predicted_tok_s": round(predicted, 2),

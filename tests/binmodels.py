@@ -109,5 +109,5 @@ def run_text(model_path, prompt: str, context: int = 0, seed: int = 0) -> str:
     """What `tinylm run --engine c` prints after the prompt, with its sampling defaults, which
     are the firmwares' too."""
     output = run_cli("run", model_path, "--engine", "c", "--prompt", prompt,
-                     "--context", context, "--seed", seed).output
+                     "--context", context, "--seed", seed).stdout
     return output[len(prompt):-1]

@@ -6,6 +6,7 @@ internal RAM, PSRAM or flash as main.c says, and sends the protocol's error line
 model partition is erased, missing or too large to map. None of this builds it with ESP-IDF
 or runs it on a board."""
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,11 +15,15 @@ import pytest
 from binmodels import run_text, tiny_model_bin
 
 from tinylm.boards import protocol
+from tinylm.runtime.build import KERNELS, NO_FPU, PORTABLE
 from tinylm.runtime.build import SOURCES as CSRC
 
 ROOT = Path(__file__).resolve().parents[1]
 STUBS = ROOT / "tests" / "esp_idf_stubs"
-SOURCES = [ROOT / "firmware_esp32" / "main" / "main.c", CSRC / "tinylm.c", CSRC / "serve.c"]
+# The runtime with the portable kernels: the ESP32's and ESP32-S3's, and in C what the
+# ESP32-C3's assembly is held to
+SOURCES = [ROOT / "firmware_esp32" / "main" / "main.c", CSRC / "tinylm.c", CSRC / PORTABLE,
+           CSRC / "serve.c"]
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{STUBS}", f"-I{CSRC}"]
 
 UART0 = ["-DCONFIG_ESP_CONSOLE_UART=1", "-DCONFIG_ESP_CONSOLE_UART_NUM=0"]
@@ -61,6 +66,34 @@ def test_the_glue_compiles_warning_free(name, config):
     result = subprocess.run([*compiler, *STRICT, "-fsyntax-only", *CONFIGS[config], *SOURCES],
                             capture_output=True, text=True)
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_the_component_builds_the_kernels_of_the_chip():
+    """RISC-V (the ESP32-C3): its own, without float32 models; Xtensa: the portable ones."""
+    text = (ROOT / "firmware_esp32" / "main" / "CMakeLists.txt").read_text()
+    assert f"${{shared}}/{KERNELS['rv32im']}" in text and f"${{shared}}/{PORTABLE}" in text
+    assert f"PRIVATE {NO_FPU[0].removeprefix('-D')}" in text
+
+
+# The ESP-IDF component of each header main.c includes (v5.3 on; "driver" before).
+COMPONENT_OF = {"esp_partition.h": "esp_partition", "esp_timer.h": "esp_timer",
+                "driver/uart.h": "esp_driver_uart",
+                "driver/usb_serial_jtag.h": "esp_driver_usb_serial_jtag"}
+ALWAYS_THERE = {"esp_err.h", "esp_heap_caps.h", "freertos/FreeRTOS.h", "freertos/task.h",
+                "sdkconfig.h", "serve.h", "stdint.h", "stdio.h", "string.h"}
+
+
+def test_the_component_names_every_component_it_uses():
+    """A build with only the components main needs (MINIMAL_BUILD, COMPONENTS) has each one
+    main.c includes a header of, and esp_psram, without which PSRAM stays off."""
+    main_c = (ROOT / "firmware_esp32" / "main" / "main.c").read_text()
+    included = set(re.findall(r'#include [<"]([^>"]+)[>"]', main_c))
+    assert included <= set(COMPONENT_OF) | ALWAYS_THERE, included - ALWAYS_THERE
+    text = (ROOT / "firmware_esp32" / "main" / "CMakeLists.txt").read_text()
+    uses = set(re.findall(r"\b(esp_\w+|driver)\b", " ".join(
+        re.findall(r"(?:set\(uses|list\(APPEND uses)([^)]*)\)", text))))
+    assert {COMPONENT_OF[h] for h in included & set(COMPONENT_OF)} | {"esp_psram"} <= uses
+    assert "driver" in uses and "PRIV_REQUIRES ${uses}" in text
 
 
 def test_a_console_that_is_neither_uart_nor_usb_serial_jtag_is_refused():

@@ -22,7 +22,7 @@ from plan_models import model_bin
 from tinylm.boards import memplan, protocol, rp2040_flash
 from tinylm.boards.emulate_rp2040 import answers
 from tinylm.boards.rp2040_flash import MODEL_OFFSET
-from tinylm.runtime.build import SOURCES
+from tinylm.runtime.build import KERNELS, NO_FPU, PORTABLE, SOURCES
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "firmware_rp2040"
@@ -103,6 +103,12 @@ def test_the_cmake_project_configures(tmp_path):
         "pico_add_extra_outputs tinylm"]
 
 
+def test_the_cmake_project_builds_the_cortex_m0_kernels_without_float32():
+    text = (FIRMWARE / "CMakeLists.txt").read_text()
+    assert f"${{RUNTIME}}/{KERNELS['armv6m']}" in text
+    assert f"PRIVATE {NO_FPU[0].removeprefix('-D')}" in text
+
+
 def test_without_pico_sdk_path_cmake_says_so(tmp_path):
     if not shutil.which("cmake"):
         pytest.skip("cmake is not installed")
@@ -122,10 +128,11 @@ def firmware(tmp_path_factory):
     if not shutil.which("gcc") or sys.platform != "linux":
         pytest.skip("needs gcc on Linux (host_pico.c maps the flash with MAP_FIXED_NOREPLACE)")
     program = tmp_path_factory.mktemp("rp2040") / "firmware"
+    # the portable kernels: those the board's assembly is held to, in C
     subprocess.run(["gcc", "-std=c99", "-D_DEFAULT_SOURCE", "-O1", "-Wall", "-Wextra", "-Werror",
                     "-I", str(STUBS), "-I", str(SOURCES), str(MAIN), str(SOURCES / "serve.c"),
-                    str(SOURCES / "tinylm.c"), str(STUBS / "host_pico.c"), "-pthread", "-o",
-                    str(program)], check=True)
+                    str(SOURCES / "tinylm.c"), str(SOURCES / PORTABLE), str(STUBS / "host_pico.c"),
+                    "-pthread", "-o", str(program)], check=True)
     return program
 
 

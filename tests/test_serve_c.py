@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from binmodels import tiny_model_bin
 
-from tinylm.runtime.build import SOURCES
+from tinylm.runtime.build import SOURCES, kernel
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
 TARGETS = {   # compiler and flags, the nm that lists its symbols
@@ -48,6 +48,7 @@ def test_the_device_loop_is_freestanding(tmp_path, target):
 def test_the_host_program_builds_warning_free(tmp_path):
     require("gcc")
     sources = [SOURCES / name for name in ("tinylm.c", "host.c", "serve.c", "serve_host.c")]
+    sources.append(kernel())
     result = subprocess.run(["gcc", *STRICT, *map(str, sources), "-o", str(tmp_path / "serve")],
                             capture_output=True, text=True)
     assert result.returncode == 0 and result.stderr == "", result.stderr
@@ -56,7 +57,7 @@ def test_the_host_program_builds_warning_free(tmp_path):
 def test_the_rate_of_a_fast_answer_comes_from_microseconds(tmp_path):
     """5 tokens in 300 microseconds are 16,666.66 tok/s, though ms (at least 1) says 1."""
     require("gcc")
-    sources = [SOURCES / name for name in ("tinylm.c", "host.c", "serve.c")]
+    sources = [SOURCES / name for name in ("tinylm.c", "host.c", "serve.c")] + [kernel()]
     program = tmp_path / "serve_clock"
     subprocess.run(["gcc", "-std=c99", "-O1", "-I", str(SOURCES), *map(str, sources),
                     str(Path(__file__).resolve().parent / "c" / "serve_clock.c"),

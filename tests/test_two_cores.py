@@ -1,7 +1,9 @@
 """The two-core hook of the C runtime (tlm_state.run_both): with a hook that runs the second
-half of every matrix's rows before the first, the logits are those of one core, exactly
-(tests/c/two_cores.c, built with the system C compiler), for the int8 pair kernel, its
-fallback (int4, and int8 with 7 columns) and a last odd row (tests/odd_shapes.py)."""
+half of every task (a matrix's rows, a layer's attention heads, the sampler's weights) before
+the first, the logits and sampled tokens are those of one core, exactly (tests/c/two_cores.c,
+built with the system C compiler), for the int8 pair kernel, its fallback (int4, and int8 with
+7 columns) and a last odd row (tests/odd_shapes.py); with this computer's kernel file and with
+the portable one, which give the same logits."""
 import subprocess
 from pathlib import Path
 
@@ -18,32 +20,33 @@ from binmodels import (
 from odd_shapes import odd_config
 
 from tinylm.export.binformat import read_bin
-from tinylm.runtime.build import SOURCES, compiler
+from tinylm.runtime.build import PORTABLE, SOURCES, compiler, kernel
 
 STEPS = 40
 
 
-def build(directory, *flags):
+def build(directory, kernels):
     try:
         cc = compiler()
     except OSError as e:
         pytest.skip(str(e))
     binary = directory / "two_cores"
-    subprocess.run([*cc.split(), "-std=c99", "-O2", *flags, "-I", str(SOURCES),
-                    str(SOURCES / "tinylm.c"), str(Path(__file__).resolve().parent / "c" /
-                    "two_cores.c"), "-o", str(binary)], check=True)
+    subprocess.run([*cc.split(), "-std=c99", "-O2", "-I", str(SOURCES), str(SOURCES / "tinylm.c"),
+                    str(kernels), str(Path(__file__).resolve().parent / "c" / "two_cores.c"), "-o",
+                    str(binary)], check=True)
     return binary
 
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("two_cores"))
+    return build(tmp_path_factory.mktemp("two_cores"), kernel())
 
 
 @pytest.fixture(scope="module")
 def portable_program(tmp_path_factory):
-    """The build with the portable int8 pair kernel, which hosts with SIMD do not use."""
-    return build(tmp_path_factory.mktemp("two_cores_portable"), "-DTLM_PORTABLE_PAIRS")
+    """The build with the portable kernels (the int8 pair kernel in C), which hosts with SIMD
+    do not use."""
+    return build(tmp_path_factory.mktemp("two_cores_portable"), SOURCES / PORTABLE)
 
 
 def run(program, path):
@@ -65,18 +68,19 @@ def model_path(name, directory):
     return write_model_bin(directory / f"{name}.bin", model, tokenizer, int(bits))
 
 
+@pytest.mark.parametrize("build_of", ["program", "portable_program"])
 @pytest.mark.parametrize("name", ["tiny-8", "odd-8", "trained-8", "trained-4", "stories-8"])
-def test_halves_in_reverse_order_give_the_same_logits(program, tmp_path, name):
+def test_halves_in_reverse_order_give_the_same_logits(request, build_of, tmp_path, name):
     path = model_path(name, tmp_path)
-    word, steps, calls, _ = run(program, path)
+    word, steps, calls, _, sampled = run(request.getfixturevalue(build_of), path)
     config = read_bin(path).config
-    matrices_per_token = 7 * config.n_layers + 1
-    assert (word, int(steps), int(calls)) == ("same", STEPS, STEPS * matrices_per_token)
+    tasks_per_token = (7 + 1) * config.n_layers + 1   # the matrices, attention, the LM head
+    assert (word, int(steps), int(calls)) == ("same", STEPS, STEPS * tasks_per_token)
+    assert int(sampled) == STEPS
 
 
 
-@pytest.mark.parametrize("name", ["tiny-8", "odd-8", "trained-8", "stories-8"])
-def test_the_portable_pair_kernel_gives_the_same_logits(program, portable_program, tmp_path,
-                                                        name):
+@pytest.mark.parametrize("name", ["tiny-8", "odd-8", "trained-8", "trained-4", "stories-8"])
+def test_the_portable_kernels_give_the_same_logits(program, portable_program, tmp_path, name):
     path = model_path(name, tmp_path)
     assert run(portable_program, path) == run(program, path)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..export.binformat import read_bin
-from ..runtime.build import SOURCES, cache_dir
+from ..runtime.build import NO_FPU, SOURCES, cache_dir, kernel
 from ..runtime.c_engine import arena_bytes
 from ..runtime.sampler import to_q16
 from .emulation import matvec_macs, streamed_weight_bytes
@@ -31,7 +31,7 @@ PROGRAM = Path(__file__).resolve().parents[2] / "firmware_esp32" / "riscv_virt"
 CC = "riscv64-unknown-elf-gcc"
 QEMU = "qemu-system-riscv32"
 FLAGS = ["-march=rv32imc", "-mabi=ilp32", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
-         "-ffreestanding", "-nostdlib",
+         *NO_FPU, "-ffreestanding", "-nostdlib",
          # freestanding.c's memset and memcpy must not be compiled into calls to themselves
          "-fno-builtin", "-fno-tree-loop-distribute-patterns",
          "-Wl,--no-warn-rwx-segments",   # one RAM region holds code and data, as intended
@@ -70,9 +70,9 @@ def build_program() -> Program:
     if not shutil.which(CC):
         raise OSError(f"{CC} is not installed (apt-get install gcc-riscv64-unknown-elf)")
     sources = [PROGRAM / "startup.c", PROGRAM / "main.c", SOURCES / "freestanding.c",
-               SOURCES / "tinylm.c"]
+               SOURCES / "tinylm.c", kernel("rv32im")]
     digest = hashlib.sha256(" ".join(FLAGS).encode())
-    for path in [*sources, SOURCES / "tinylm.h", PROGRAM / "virt.ld"]:
+    for path in [*sources, *sorted(SOURCES.glob("*.h")), PROGRAM / "virt.ld"]:
         digest.update(path.read_bytes())
     cache = cache_dir()
     elf = cache / f"riscv-virt-{digest.hexdigest()[:16]}.elf"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ LAYER_KIND = 16         # layer tensor k has kind 16 + k
 LIMITS = {"vocab_size": 65535, "dim": 8192, "n_layers": 255, "n_heads": 256, "n_kv_heads": 256,
           "head_dim": 256, "hidden_dim": 32768, "max_seq_len": 65535}
 MAX_GROUP = 256
+MAX_OPTIONAL_SECTIONS = 1024   # after the required ones: room to grow, a bound on the work
 ROPE_ONE = 1 << 14      # cos and sin in Q14
 TOKENIZER_HEAD = struct.Struct("<IIIIIIBBH")
 
@@ -67,6 +68,8 @@ class BinModel:
     group_size: int
     rope: np.ndarray                    # int16 (max_seq_len, head_dim / 2, 2): cos, sin in Q14
     file_size: int = 0
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)   # a read file's tensors:
+                                        # each one's bytes (start, end) in the file
 
 
 def align(n: int) -> int:
@@ -213,6 +216,9 @@ def parse_bin(data: bytes) -> BinModel:
     if bits not in BITS_DTYPE or (bits != 32 and not 1 <= group <= MAX_GROUP):
         fail("bad quantization type or group size")
     config = ModelConfig(**dims, tie_embeddings=bool(flags), norm_eps=eps, rope_theta=theta)
+    order = section_order(config)
+    if n_sections > len(order) + MAX_OPTIONAL_SECTIONS:
+        fail("too many sections")
     table_end = table_offset + ENTRY_SIZE * n_sections
     if table_offset < header_size or table_offset % ALIGN or table_end > file_size:
         fail("section table outside the file")
@@ -220,20 +226,20 @@ def parse_bin(data: bytes) -> BinModel:
     for kind, layer, dtype, offset, size, *_ in entries:
         if offset % ALIGN or offset < table_end or size > file_size - offset:
             fail("section past the end of the file or misaligned")
-    order = section_order(config)
     if n_sections < len(order):
         fail("missing section")
     if [entry[:2] for entry in entries[:len(order)]] != order:
         fail("section table out of order")
-    starts = np.array([entry[3] for entry in entries], np.int64)
-    ends = starts + [entry[4] for entry in entries]
-    overlaps = (starts[:, None] < ends[None, :]) & (starts[None, :] < ends[:, None])
-    if np.any(overlaps & ~np.eye(n_sections, dtype=bool)):
-        fail("sections overlap")
+    previous_end = table_end     # sections follow the table's order, so one pass finds overlaps
+    for entry in entries:
+        if entry[3] < previous_end:
+            fail("sections overlap or are not in the table's order")
+        previous_end = entry[3] + entry[4]
     found = {entry[:2]: entry[2:8] for entry in entries[:len(order)]}
-    tensors = {}
+    tensors, spans = {}, {}
     for name, shape in config.param_shapes().items():
         dtype, offset, size, rows, cols, shift = found[section_id(name)]
+        spans[name] = offset, offset + size
         want_rows, want_cols = (1, shape[0]) if len(shape) == 1 else shape
         # bits 4 and 8 allow int4 and int8 matrices (the embedding stays int8 at 4 bits)
         dtypes = (F32,) if len(shape) == 1 or bits == 32 else (Q8, Q4)
@@ -253,7 +259,7 @@ def parse_bin(data: bytes) -> BinModel:
     if any(t.dtype == Q8 and np.any(t.values == -128) for t in tensors.values()):
         fail("bad int8 weight: -128 (the values are -127..127)")
     return BinModel(config, tokenizer, tensors, bits, group,
-                    rope.reshape(max_seq_len, head_dim // 2, 2), file_size)
+                    rope.reshape(max_seq_len, head_dim // 2, 2), file_size, spans)
 
 
 def unpack_tensor(data, dtype, offset, shape, group, shift) -> Tensor:

@@ -18,6 +18,13 @@ from pathlib import Path
 SOURCES = Path(__file__).parent / "csrc"
 
 FLAGS = ["-std=c99", "-O3", "-ffp-contract=off"]   # no fused multiply-add: floats as NumPy
+# The kernel file of each CPU (csrc/kernels.h): the one place that says which, for build()
+# here, the emulators and the tests (the firmware's CMake files choose theirs as these do).
+# CPUs as platform.machine() names them, and the microcontrollers' instruction sets.
+KERNELS = {"x86_64": "kernels_simd.c", "AMD64": "kernels_simd.c", "aarch64": "kernels_simd.c",
+           "arm64": "kernels_simd.c", "armv6m": "kernels_armv6m.c", "rv32im": "kernels_rv32im.c"}
+PORTABLE = "kernels_portable.c"   # any other CPU; the specification the others are held to
+NO_FPU = ["-DTLM_FLOAT_WEIGHTS=0"]   # builds for a CPU without an FPU: no float32 models
 
 
 def compiler() -> str:
@@ -28,7 +35,12 @@ def compiler() -> str:
     return cc
 
 
-PROGRAMS = {   # what build() makes: file name, sources besides tinylm.c and host.c, flags
+def kernel(cpu: str | None = None) -> Path:
+    """The kernel file for this CPU (a KERNELS key), by default the one this computer has."""
+    return SOURCES / KERNELS.get(platform.machine() if cpu is None else cpu, PORTABLE)
+
+
+PROGRAMS = {   # what build() makes: file name, sources besides the runtime and host.c, flags
     "library": ("libtinylm-{}.so", [], ["-shared", "-fPIC"]),
     "program": ("tinylm-host-{}", [], ["-DTLM_HOST_MAIN"]),
     "server": ("tinylm-serve-{}", ["serve.c", "serve_host.c"], []),
@@ -41,7 +53,8 @@ def build(kind: str = "library", extra_flags: tuple[str, ...] = ()) -> Path:
     cc = compiler()
     name, more_sources, kind_flags = PROGRAMS[kind]
     flags = [*FLAGS, *extra_flags, *kind_flags]
-    sources = [SOURCES / "tinylm.c", SOURCES / "host.c", *(SOURCES / s for s in more_sources)]
+    sources = [SOURCES / "tinylm.c", kernel(), SOURCES / "host.c",
+               *(SOURCES / s for s in more_sources)]
     digest = hashlib.sha256(" ".join([platform.machine(), cc, kind, *flags]).encode())
     for path in [*sources, *sorted(SOURCES.glob("*.h"))]:
         digest.update(path.read_bytes())

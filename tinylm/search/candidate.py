@@ -66,12 +66,13 @@ class Candidate:
         untrained = self.directory / "untrained.bin"
         self._write_bin(Transformer.initialize(config, seed=s.seed), tokenizer, untrained)
         facts = {"n_params": config.n_params(),
-                 "prompt_tokens": len(tokenizer.encode(PROMPT, bos=True)), "weights_in": "flash"}
+                 "prompt_tokens": len(tokenizer.encode(PROMPT, bos=True)), "weights_in": "flash",
+                 "flash_weight_bytes": 0}
         if self.target.board:
             plan = memplan.plan(untrained, self.target.board, flash_room(self.target.board),
                                 context=s.seq_len)
             facts.update(model_bytes=plan.model_bytes, arena_bytes=plan.arena_bytes,
-                         weights_in=plan.weights)
+                         weights_in=plan.weights, flash_weight_bytes=plan.flash_weight_bytes)
             if not plan.fits:
                 need = max(plan.model_bytes / plan.model_room, plan.arena_bytes / plan.arena_room)
                 return Check(plan.refusal(), need - 1, facts=facts)
@@ -90,7 +91,7 @@ class Candidate:
         model = read_bin(path)
         cost = self.cost_model.cost(model.config, self.shape.bits, self.facts["prompt_tokens"],
                                     candidates=candidates)
-        return headline(self.target, self.target.hz / cost, model, self.facts["weights_in"])
+        return headline(self.target, self.target.hz / cost, model, self.facts["flash_weight_bytes"])
 
     def train_args(self) -> training.TrainArgs:
         s = self.settings

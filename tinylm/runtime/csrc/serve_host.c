@@ -5,7 +5,7 @@
 
        tinylm-serve MODEL.bin [-s SEED] [-n MAX_TOKENS] [-c CONTEXT]  <PORT >PORT
 
-   Built with host.c (reading the file), serve.c and tinylm.c. POSIX. */
+   Built with host.c (reading the file), serve.c, tinylm.c and a kernel file. POSIX. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <poll.h>
