@@ -21,7 +21,7 @@ from tinylm.core.model import Transformer
 from tinylm.export.binformat import read_bin, write_bin
 from tinylm.export.quantize import quantize_model
 from tinylm.runtime.engine import Engine
-from tinylm.search import costs, results, study
+from tinylm.search import costs, counts, results, study
 from tinylm.search.candidate import Candidate, bin_nats
 from tinylm.search.corpus import characters, corpus
 from tinylm.search.settings import Settings
@@ -96,63 +96,99 @@ def test_shapes_refused_without_data_say_why():
 def random_configs(n, seed=0):
     rng = np.random.default_rng(seed)
     for _ in range(n):
+        n_heads = int(rng.choice([1, 2, 4]))
         yield ModelConfig(vocab_size=int(rng.choice([48, 512, 2048])),
                           dim=int(rng.choice([8, 16, 32, 64])), n_layers=int(rng.integers(1, 6)),
-                          n_heads=int(rng.choice([1, 2, 4])), n_kv_heads=1,
+                          n_heads=n_heads, n_kv_heads=max(1, n_heads // int(rng.choice([1, 2]))),
                           head_dim=int(rng.choice([2, 4, 16])),
                           hidden_dim=int(rng.choice([32, 128]))), int(rng.choice([8, 4]))
 
 
 def test_the_cost_model_fit_recovers_known_costs_part_by_part():
-    """Synthetic measurements: each part's cost a known sum of its terms (within 0.2%); the
-    fit finds them, and predicts a token it was not fitted on."""
+    """Synthetic measurements on two cores (prompts of 4-19 tokens): each part's cost in the
+    profile a known sum of its terms over both cores' counts (within 0.2%), the time per token
+    those costs on the critical path's counts plus a known cost per task; the fit finds them,
+    and predicts a token it was not fitted on."""
     true = {"pair kernel": {"pairs macs": 3.0, "pairs rows": 20.0},
-            "other rows": {"nibbles macs": 10.0, "matrices": 400.0},
+            "other rows": {"nibbles macs": 10.0, "calls": 400.0},
             "sampler": {"vocab": 40.0, "candidates": 110.0, "token": 1000.0},
+            "exps": {"exps": 30.0},
             "attention": {"attention": 14.0, "positions": 23.0},
             "rest": {"token": 5000.0, "layers": 900.0}}
+    handover = 250.0
     rng = np.random.default_rng(1)
     measurements = []
     for config, bits in random_configs(40):
-        counts = costs.features(config, bits, 10, candidates=float(rng.integers(1, 100)))
+        prompt, candidates = int(rng.integers(4, 20)), float(rng.integers(1, 99))
+        total, critical = counts.counts(config, bits, prompt, candidates=candidates, cores=2)
         noise = 1 + 0.002 * rng.standard_normal(len(true))
         profile = {costs.PARTS[part][0][0] if costs.PARTS[part][0] else "divide":
-                   sum(v * counts[t] for t, v in terms.items()) * noise[i]
+                   sum(v * total[t] for t, v in terms.items()) * noise[i]
                    for i, (part, terms) in enumerate(true.items())}
-        measurements.append({"counts": counts, "cost": sum(profile.values()), "profile": profile})
+        time = sum(v * critical[t] for terms in true.values() for t, v in terms.items())
+        measurements.append({"total": total, "critical": critical, "profile": profile,
+                             "cost": time + handover * critical["tasks"]})
     fitted = costs.fit(measurements)
     for part, terms in true.items():
         for term, value in terms.items():
             assert fitted[part][term] == pytest.approx(value, rel=0.05), (part, term)
-    model = costs.CostModel("rp2040", "cycles", fitted)
+    assert fitted["handover"]["tasks"] == pytest.approx(handover, rel=0.05)
+    model = costs.CostModel("rp2040", "cycles", 2, fitted)
     config = ModelConfig(vocab_size=300, dim=24, n_layers=3, n_heads=2, n_kv_heads=1,
                          head_dim=4, hidden_dim=64)
-    counts = costs.features(config, 4, 12, candidates=30)
-    expected = sum(v * counts[t] for terms in true.values() for t, v in terms.items())
+    _, critical = counts.counts(config, 4, 12, candidates=30, cores=2)
+    expected = sum(v * critical[t] for terms in true.values() for t, v in terms.items()) + \
+        handover * critical["tasks"]
     assert model.cost(config, 4, 12, candidates=30) == pytest.approx(expected, rel=0.01)
     # a term the measurements cannot tell from another does not come out negative
-    twins = [dict(counts, vocab=counts["vocab"]) for counts in (m["counts"] for m in measurements)]
+    # a profile's functions go to their parts, inlined ones (qemu's "a > b") by the innermost
+    assert costs.part_of("tlm_forward > matvec") == "inputs"
+    assert costs.part_of("tlm_forward") == "layer" and costs.part_of("__aeabi_idiv") == "rest"
+    twins = [dict(m["total"], exps=m["total"]["vocab"]) for m in measurements]
     assert min(costs.fit_terms(twins, [m["cost"] for m in measurements],
-                               ("vocab", "token", "layers")).values()) >= 0
+                               ("vocab", "exps", "token", "layers")).values()) >= 0
+
+
+def test_two_cores_share_the_rows_heads_and_exps_by_the_runtimes_split():
+    """The critical path has the larger half of each shared task (product_half's split at a
+    multiple of 4, attention_heads' n // 2 heads, exp_half's), the serial work whole."""
+    assert counts.row_halves(10) == (4, 6) and counts.row_halves(12) == (8, 4)
+    assert counts.row_halves(2) == (0, 2) and counts.row_halves(64) == (32, 32)
+    config = ModelConfig(vocab_size=101, dim=16, n_layers=2, n_heads=3, n_kv_heads=1,
+                         head_dim=4, hidden_dim=40, max_seq_len=128)
+    one_total, one = counts.counts(config, 8, 10, cores=1)
+    total, two = counts.counts(config, 8, 10, cores=2)
+    assert one == one_total == total                        # the same work either way
+    assert two["exps"] == 51 and one["exps"] == 101
+    assert two["attention heads"] == 2 * 2 and one["attention heads"] == 2 * 3
+    assert two["rope"] == 2 * (2 + 1) * 2                    # the larger half's queries, the key
+    rows = {cols: sum(max(counts.row_halves(r)) for r, c, _ in counts.matrices(config, 8)
+                      if c == cols) for cols in (12, 16, 40)}
+    assert two["pairs rows"] + two["quads rows"] + two["wide rows"] + two["plain8 rows"] == \
+        sum(rows.values())
+    for term in ("vocab", "candidates", "width", "hidden", "inputs", "token", "tasks"):
+        assert two[term] == one[term]
+    assert total["calls"] == 2 * 15 and two["calls"] == 15      # a call per core
 
 
 def test_each_matrix_is_counted_on_the_path_the_runtime_takes():
-    assert costs.path(16, 8, 32, 128, "rp2040") == "pairs"
-    assert costs.path(64, 8, 32, 128, "rp2040") == "wide"      # several groups of 32
-    assert costs.path(64, 8, 32, 128, "esp32c3") == "pairs"    # ARM assembly only
-    assert costs.path(64, 8, 16, 128, "rp2040") == "pairs"     # an int4 file's groups of 16
-    assert costs.path(2, 8, 32, 128, "rp2040") == "plain8"     # half a word
-    assert costs.path(64, 8, 32, 128, "host") == "plain8"      # SIMD: no pair kernel
-    assert costs.path(384, 8, 32, 128, "rp2040") == "plain8"   # packed, too big for scratch
-    assert costs.path(384, 8, 32, 256, "rp2040") == "wide"
-    assert costs.path(24, 4, 16, 128, "rp2040") == "nibbles"
-    assert costs.path(12, 4, 16, 128, "rp2040") == "plain4"
+    assert counts.path(16, 8, 32, 128, "rp2040") == "pairs"
+    assert counts.path(96, 8, 32, 128, "rp2040") == "wide"      # several groups of 32
+    assert counts.path(64, 8, 32, 128, "rp2040") == "quads"     # four rows of 64 at a time
+    assert counts.path(96, 8, 32, 128, "esp32c3") == "pairs"    # ARM assembly only
+    assert counts.path(64, 8, 16, 128, "rp2040") == "pairs"     # an int4 file's groups of 16
+    assert counts.path(2, 8, 32, 128, "rp2040") == "plain8"     # half a word
+    assert counts.path(64, 8, 32, 128, "host") == "plain8"      # SIMD: no pair kernel
+    assert counts.path(384, 8, 32, 128, "rp2040") == "plain8"   # packed, too big for scratch
+    assert counts.path(384, 8, 32, 256, "rp2040") == "wide"
+    assert counts.path(24, 4, 16, 128, "rp2040") == "nibbles"
+    assert counts.path(12, 4, 16, 128, "rp2040") == "plain4"
     config = ModelConfig(vocab_size=64, dim=16, n_layers=2, n_heads=2, n_kv_heads=1,
                          head_dim=8, hidden_dim=48, max_seq_len=128)
-    counts = costs.features(config, 4, 10)
-    assert counts["pairs macs"] == 64 * 16                    # the int8 LM head alone
-    assert counts["nibbles macs"] + counts["plain4 macs"] == config.n_params() - 64 * 16 - 5 * 16
-    assert counts["matrices"] == 15 and counts["vocab"] == 64
+    total = counts.counts(config, 4, 10)[0]
+    assert total["pairs macs"] == 64 * 16                    # the int8 LM head alone
+    assert total["nibbles macs"] + total["plain4 macs"] == config.n_params() - 64 * 16 - 5 * 16
+    assert total["matrices"] == 15 and total["vocab"] == 64
 
 
 class Finished:

@@ -22,7 +22,7 @@ from ..boards import emulate_riscv, emulate_rp2040
 from ..boards.emulation import streamed_weight_bytes
 from ..runtime.c_engine import CEngine
 from ..runtime.fixedpoint import ONE
-from .costs import TOKENS
+from .counts import TOKENS
 
 PROMPT = "Once upon a time"
 SEEDS = range(5)
@@ -35,10 +35,11 @@ class Target:
     board: str | None     # memplan's board; None: no memory limits (the host)
     hz: float             # units of cost per second
     unit: str
+    cores: int = 1        # that share a token's work (`tinylm bench --cores`)
 
 
 TARGETS = {
-    "rp2040": Target("rp2040", "rp2040", emulate_rp2040.CPU_HZ, "cycles"),
+    "rp2040": Target("rp2040", "rp2040", emulate_rp2040.CPU_HZ, "cycles", cores=2),
     "esp32c3": Target("esp32c3", "esp32c3", emulate_riscv.CPU_HZ, "instructions"),
     "host": Target("host", None, 1e9, "ns"),
 }
@@ -81,13 +82,14 @@ def profile(path, target: Target, seed: int = 0) -> dict | None:
     the host, which has no profile)."""
     if target.name == "host":
         return None
-    emulator = emulate_rp2040 if target.name == "rp2040" else emulate_riscv
-    return emulator.profile(path, PROMPT.encode(), TOKENS, seed)
+    if target.name == "rp2040":
+        return emulate_rp2040.profile(path, PROMPT.encode(), TOKENS, seed, target.cores)
+    return emulate_riscv.profile(path, PROMPT.encode(), TOKENS, seed)
 
 
 def _emulated(path, target: Target, seed: int) -> dict:
     if target.name == "rp2040":
-        r = emulate_rp2040.bench(path, PROMPT.encode(), TOKENS, seed)
+        r = emulate_rp2040.bench(path, PROMPT.encode(), TOKENS, seed, target.cores)
         cost, made = r["cycles_per_generated_token"], r["generated_tokens"]
     else:
         r = emulate_riscv.bench(path, PROMPT.encode(), TOKENS, seed)
