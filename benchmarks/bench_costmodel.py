@@ -4,13 +4,13 @@ Shapes are drawn at random from the search space (tinylm/search/space.py; --fit 
 one seed, then more until each path of a matrix is among them; --held-out more with another),
 each must fit the board (memplan). Each is trained on the TinyStories head as a search's
 trial is, for --steps (the sampler's work depends on how sure the model has become; it is
-counted on each model, whatever its training), quantized at its bits, and measured as the search measures its Pareto front
-(tinylm/search/measure.py: `tinylm bench`'s figures, the prompt "Once upon a time" and 64
-tokens), with its cost by function (`tinylm bench --profile`) and the tokens its sampler
-sorts out. The cost model (tinylm/search/costs.py) is fitted on the first set only; the
-tables compare its predictions with the measured figures, on the held-out set, which it never
-saw, and on the fitted one: cycles (or instructions) per token, and the headline tok/s (with
-the flash bound: the search's objective).
+counted on each model, whatever its training), quantized at its bits, and measured as the
+search measures its Pareto front (tinylm/search/measure.py: `tinylm bench`'s figures, the
+prompt "Once upon a time" and 64 tokens), with its cost by function (`tinylm bench
+--profile`) and the tokens its sampler sorts out. The cost model (tinylm/search/costs.py) is
+fitted on the first set only; the tables compare its predictions with the measured figures,
+on the held-out set, which it never saw, and on the fitted one: cycles (or instructions) per
+token, and the headline tok/s (with the flash bound: the search's objective).
 
     python benchmarks/bench_costmodel.py --target rp2040 [--steps N] [--jobs 2] [--write] [--json]
     python benchmarks/bench_costmodel.py --target esp32c3 --write
