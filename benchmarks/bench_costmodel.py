@@ -155,7 +155,7 @@ def row(candidate: Candidate, m: dict, model: costs.CostModel, target) -> dict:
     facts = candidate.check().facts
     predicted = headline(target, target.hz / cost, read_bin(m["bin"]), facts["flash_weight_bytes"])
     return {"shape": candidate.shape.label(), "n_params": facts["n_params"],
-            "measured_cost": m["cost"], "predicted_cost": round(cost),
+            "measured_cost": round(m["cost"]), "predicted_cost": round(cost),
             "measured_tok_s": m["tok_s"], "predicted_tok_s": round(predicted, 2),
             "compute_error": cost / m["cost"] - 1, "error": predicted / m["tok_s"] - 1}
 

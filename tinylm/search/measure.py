@@ -2,10 +2,10 @@
 
 Measured: what `tinylm bench --target rp2040|esp32c3` reports for a .bin (the emulators,
 tinylm/boards/emulate_rp2040.py and emulate_riscv.py), or on the host the C runtime's time per
-generated token (best of 5 runs, through ctypes). The benchmark's prompt and its 64 tokens,
-sampled at temperature 1 and top-p 0.9: a model that ends its text sooner is measured again
-with the next seed (up to 5), so that every figure covers the same positions (if none
-reaches 64 tokens, the run that came furthest counts).
+generated token (the median between two tokens, the least of 5 runs, through ctypes). The
+benchmark's prompt and its 64 tokens, sampled at temperature 1 and top-p 0.9: a model that
+ends its text sooner is measured again with the next seed (up to 5), so that every figure
+covers the same positions (if none reaches 64 tokens, the run that came furthest counts).
 
 Predicted: the cost model (costs.py) for the compute, then the same flash bounds as the
 benchmarks (weights streamed from flash that the cache cannot hold), with the weights where
@@ -99,22 +99,19 @@ def _emulated(path, target: Target, seed: int) -> dict:
 
 
 def _host(path, seed: int, repeat: int = 5) -> dict:
-    """The C runtime on this computer: a generated token's time is that of 64 tokens less
-    that of one (the prompt and the first sampling), over 63; the best of `repeat`."""
+    """The C runtime on this computer: a generated token's time is the median time between two
+    of the benchmark's tokens, the least over `repeat` runs (other programs on the computer
+    only ever add time, to some tokens: the median and the least leave it out)."""
     engine = CEngine(path)
     prompt = engine.encode(PROMPT, bos=True)
-
-    def seconds(n):
-        start = time.perf_counter()
-        made = len(list(engine.generate(prompt, n, temperature=1.0, top_p=0.9, seed=seed)))
-        return time.perf_counter() - start, made
-
-    best = made = None
+    best, made = None, 0
     for _ in range(repeat):
-        (whole, made), (first, _) = seconds(TOKENS), seconds(1)
+        stamps = [time.perf_counter() for _ in engine.generate(prompt, TOKENS, temperature=1.0,
+                                                                top_p=TOP_P, seed=seed)]
+        made = len(stamps)
         if made < 2:
             raise ValueError(f"{path} ended its text after {made} token(s)")
-        per_token = (whole - first) / max(made - 1, 1)
+        per_token = float(np.median(np.diff(stamps)))
         best = per_token if best is None else min(best, per_token)
     return {"cost": best * 1e9, "tok_s": 1 / best, "prompt_tokens": len(prompt),
             "generated_tokens": made, "seed": seed}
