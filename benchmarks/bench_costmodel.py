@@ -13,7 +13,7 @@ on the held-out set, which it never saw, and on the fitted one: cycles (or instr
 token, and the headline tok/s (with the flash bound: the search's objective).
 
     python benchmarks/bench_costmodel.py --target rp2040 [--steps N] [--jobs 2] [--write] [--json]
-    python benchmarks/bench_costmodel.py --target esp32c3 --write
+    python benchmarks/bench_costmodel.py --target esp32c3 [--whole] --write
 
 --write stores the fitted coefficients in tinylm/search/costmodel.json, which `tinylm search`
 reads. Trained models and measurements are kept in --work (a rerun trains and measures only
@@ -121,22 +121,23 @@ def trained(candidate: Candidate) -> Path:
 
 
 def measure_in_worker(job) -> dict:
-    shape, fields, directory, target, cache = job
+    shape, fields, directory, target, cache, by_function = job
     candidate = Candidate(shape, Settings(**fields), directory, TARGETS[target], None)
     candidate.check()                  # its corpus
-    return measured(candidate, TARGETS[target], cache)
+    return measured(candidate, TARGETS[target], cache, by_function)
 
 
-def measured(candidate: Candidate, target, cache: Path) -> dict:
-    """The candidate's figures on the target, its cost by function and its sampler's
-    candidates (kept in the folder cache, a file per shape), trained first if need be."""
+def measured(candidate: Candidate, target, cache: Path, by_function: bool) -> dict:
+    """The candidate's figures on the target, its cost by function (by_function) and its
+    sampler's candidates (kept in the folder cache, a file per shape), trained first if need
+    be."""
     path = cache / f"{slug(candidate.shape)}.json"
     if not path.exists():
         model = trained(candidate)
         m = measure(model, target)
         write_json(path, dict(m, bin=str(model), config=read_bin(model).config.to_dict(),
-                              profile=profile(model, target, m["seed"]),
-                              candidates=top_p_candidates(model, m["seed"])))
+                              profile=profile(model, target, m["seed"]) if by_function
+                              else None, candidates=top_p_candidates(model, m["seed"])))
     return json.loads(path.read_text())
 
 
@@ -172,21 +173,25 @@ def row(candidate: Candidate, m: dict, model: costs.CostModel, target) -> dict:
 @click.option("--work", default="/tmp/tinylm-costmodel", show_default=True,
               help="Where the shapes' models and measurements are kept.")
 @click.option("--write", is_flag=True, help="Store the fit in tinylm/search/costmodel.json.")
+@click.option("--whole", is_flag=True,
+              help="Fit on the whole token's cost, without the profile (much faster on the "
+                   "ESP32-C3, whose profile logs every block qemu runs).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def main(target, n_fit, n_held, jobs, steps, work, write, as_json):
+def main(target, n_fit, n_held, jobs, steps, work, whole, write, as_json):
     if not TRAIN_TEXT.exists():
         sys.exit(f"skipped: {TRAIN_TEXT} is absent (the benchmark needs ../shared)")
     work = Path(work)
     settings = Settings(target=target, data=[str(TRAIN_TEXT)], out=str(work / "search"),
                         steps=steps)
     the_target = TARGETS[target]
-    cache = work / f"measurements-{target}"
+    by_function = not whole                       # the host has no profile either way
+    cache = work / f"measurements-{target}{'-whole' if whole else ''}"
     cache.mkdir(parents=True, exist_ok=True)
     fit_set = draw(settings, the_target, 1, n_fit, work, every_path=True)
     held_set = draw(settings, the_target, HELD_OUT_SEED, n_held, work)
     with multiprocessing.get_context("spawn").Pool(jobs) as pool:
         found = pool.map(measure_in_worker, [
-            (c.shape, dataclasses.asdict(settings), c.directory, target, cache)
+            (c.shape, dataclasses.asdict(settings), c.directory, target, cache, by_function)
             for c in fit_set + held_set], chunksize=1)
     fit_found, held_found = found[:len(fit_set)], found[len(fit_set):]
     model = costs.CostModel(target, the_target.unit, the_target.cores, costs.fit([
@@ -196,7 +201,7 @@ def main(target, n_fit, n_held, jobs, steps, work, write, as_json):
     if write:
         costs.save(model, [r["shape"] for r in rows["fit"]],
                    f"python benchmarks/bench_costmodel.py --target {target} --fit {n_fit} "
-                   f"--held-out {n_held} --steps {steps} --write")
+                   f"--held-out {n_held} --steps {steps}{' --whole' if whole else ''} --write")
     if as_json:
         print(json.dumps({"target": target, "parts": model.parts, **rows}))
         return
