@@ -364,5 +364,12 @@ def test_a_tiny_search_end_to_end(stories, tmp_path):
     templates = json.loads((out / "templates.json").read_text())
     assert set(templates) == {"fastest", "balanced", "best-that-fits"}
     assert templates["best-that-fits"]["commands"]["train"][:2] == ["tinylm", "train"]
+    # a template's commands run as they are written (here with 2 steps, in tmp_path)
+    again, commands = tmp_path / "again", templates["fastest"]["commands"]
+    train = [a for a in commands["train"][1:] if not a.startswith(("--steps=", "--out="))]
+    assert CliRunner().invoke(main, [*train, "--steps=2", f"--out={again}"]).exit_code == 0
+    quantize = [{"runs/fastest": str(again), "fastest.bin": str(tmp_path / "f.bin")}.get(a, a)
+                for a in commands["quantize"][1:]]
+    assert CliRunner().invoke(main, quantize).exit_code == 0 and (tmp_path / "f.bin").exists()
     shown = CliRunner().invoke(main, ["search", "show", str(out)])
     assert shown.exit_code == 0 and "Pareto front" in shown.stdout

@@ -102,8 +102,10 @@ def commands(row: dict, settings, name: str) -> dict[str, list[str]]:
     else:
         made = ["tinylm", "train", *(f"--data={p}" for p in settings.data)]
     made += [*(f"--val-data={p}" for p in settings.val_data), f"--out={out}", *model, *budget]
+    calibrate = [f"--calib={p}" for p in settings.data] if shape.bits == 4 else []
     return {"train": made,
-            "quantize": ["tinylm", "quantize", out, f"--bits={shape.bits}", "-o", f"{name}.bin"],
+            "quantize": ["tinylm", "quantize", out, f"--bits={shape.bits}", *calibrate, "-o",
+                         f"{name}.bin"],
             "bench": ["tinylm", "bench", f"--target={settings.target}", f"{name}.bin"]
             if settings.target != "host" else ["tinylm", "run", f"{name}.bin"]}
 
