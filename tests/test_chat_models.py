@@ -23,7 +23,8 @@ from tinylm.export.binformat import read_bin
 from tinylm.runtime.c_engine import CEngine
 from tinylm.runtime.engine import Engine
 from tinylm.runtime.sampler import generate_ids
-from tinylm.training.checkpoint import Checkpoint, save_checkpoint
+from tinylm.text.corpus import make_stories
+from tinylm.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from tinylm.training.evaluate import evaluate_chat
 from tinylm.training.generate import generate
 
@@ -167,3 +168,21 @@ def test_eval_chat_reads_a_saved_dataset(chat_checkpoint, tmp_path):
                                 "--json").stdout)
     assert scored["bpb"] == pytest.approx(
         evaluate_chat(model, tokenizer, tokenizer.chat_turn(), pairs)["bpb"])
+
+
+def test_train_on_chat_pairs_makes_a_chat_model(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"Who found the {thing}?",
+                                         "reply": f"Ben found the {thing}."}) + "\n"
+                             for thing in ("ball", "kite", "box", "hat") * 10))
+    stories = tmp_path / "stories.txt"
+    stories.write_text("\n\n".join(make_stories(20)) + "\n")
+    run_cli("train", "--data", stories, "--chat-data", pairs, "--out", tmp_path / "run",
+            "--vocab-size", 300, "--dim", 16, "--n-layers", 1, "--n-heads", 2, "--seq-len", 32,
+            "--batch-size", 2, "--steps", 2, "--threads", 1)
+    checkpoint = load_checkpoint(tmp_path / "run")
+    tokenizer = checkpoint.tokenizer
+    assert checkpoint.chat == tokenizer.chat_turn()
+    tokens = np.fromfile(tmp_path / "run" / "train.uint16", np.uint16).tolist()
+    first = tokenizer.encode_chat("Who found the ball?", "Ben found the ball.")
+    assert tokens[:len(first)] == first              # as <bos> <|user|> ... <eos>
