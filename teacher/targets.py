@@ -29,7 +29,6 @@ from tinylm.distillation.targets import (
     TeacherVocab,
     ensure_manifest,
     missing_shards,
-    parse_shard,
     write_shard,
 )
 from tinylm.training.progress import ProgressBar, duration

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tiny_teacher import STORIES260K_HF, gemma_folder, needs_stories260k, offline  # noqa: F401
 
-from tinylm.distillation.targets import done_shards, read_manifest, read_pieces
+from tinylm.distillation.targets import done_shards, parse_shard, read_manifest, read_pieces
 from tinylm.text.corpus import make_stories
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed: teacher tests skipped")
@@ -14,7 +14,7 @@ pytest.importorskip("transformers", reason="transformers not installed: teacher 
 
 from teacher.load import _explain, load_teacher, pick_dtype  # noqa: E402
 from teacher.sources import Record, builtin_prompts, plan_records  # noqa: E402
-from teacher.targets import TargetSettings, make_targets, parse_shard  # noqa: E402
+from teacher.targets import TargetSettings, make_targets  # noqa: E402
 from teacher.vocab import teacher_vocab, tinylm_tokenizer  # noqa: E402
 
 

@@ -47,6 +47,7 @@ from .projection import Projector, continuations
 from .targets import (
     TeacherVocab,
     missing_shards,
+    parse_shard,
     read_pieces,
     set_aside_damaged,
 )
@@ -224,7 +225,7 @@ def _targets_stage(args, out: Path, log) -> int:
             batch_size=args.sample_batch_size, seed=args.training.get("seed", 0))
         log(f"teacher targets: {plural(len(records), 'record')} -> {directory}")
         result = pkg.targets.make_targets(teacher, records, directory, settings,
-                                          pkg.targets.parse_shard(args.shard))
+                                          parse_shard(args.shard))
         return result["shards_missing"]
     return 0
 
