@@ -34,6 +34,7 @@ from ..core.config import ModelConfig
 from ..core.model import Transformer
 from ..core.ops import SoftTargets
 from ..core.optim import AdamW, clip_grad_norm, learning_rate
+from ..text.chat_data import read_chat_pairs
 from ..text.data import (
     SOFT_IDS,
     SOFT_LOGPROBS,
@@ -46,7 +47,6 @@ from ..text.data import (
     split_tail,
     token_dtype,
 )
-from ..text.chat_data import read_chat_pairs
 from ..text.tokenizer import Tokenizer
 from .checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from .evaluate import document_nats
@@ -99,9 +99,9 @@ class TrainArgs:
 
 
 # What the tokenizer, the token files and the model are made from: fixed once training starts.
-FIXED_WHEN_RESUMING = ("data", "chat_data", "val_data", "val_fraction", "split", "vocab_size", "dim",
-                       "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_dim", "seq_len",
-                       "chat")
+FIXED_WHEN_RESUMING = ("data", "chat_data", "val_data", "val_fraction", "split", "vocab_size",
+                       "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_dim",
+                       "seq_len", "chat")
 
 
 def model_config(args: TrainArgs, vocab_size: int) -> ModelConfig:
@@ -116,6 +116,11 @@ def model_config(args: TrainArgs, vocab_size: int) -> ModelConfig:
 def train(args: TrainArgs, on_step=None) -> dict:
     """A new run in args.out (which must not hold a checkpoint yet). `on_step(step, loss)`, if
     given, is called after every step. Returns a summary (see _train_loop)."""
+    return start(args, prepare(args), on_step)
+
+
+def prepare(args: TrainArgs) -> Tokenizer:
+    """Step 1 of a new run: the tokenizer, and the token files in args.out."""
     out = Path(args.out)
     if checkpoint_path(out).exists():
         raise FileExistsError(f"{out} already holds a checkpoint: resume it, or choose another "
@@ -138,7 +143,7 @@ def train(args: TrainArgs, on_step=None) -> dict:
                          "or separate validation files")
     save_tokens(train_tokens, out / "train")
     save_tokens(val_tokens, out / "val")
-    return start(args, tokenizer, on_step)
+    return tokenizer
 
 
 def start(args: TrainArgs, tokenizer: Tokenizer, on_step=None) -> dict:
