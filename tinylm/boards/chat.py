@@ -2,11 +2,11 @@
 or (chat_here) to a .bin run by the C runtime in this process, sampled as the firmware samples.
 
 A board whose @ready line says chat=1 serves a chat model: it takes each line as a question,
-and only its reply is printed. The client never waits without a limit: it gives up after `timeout` seconds without a word of
-the protocol, whether the port is silent (a board that hangs or is unplugged) or keeps sending
-something else (a board that resets over and over, a wrong baud rate, noise), so that ends the
-answer with a message instead of a hung terminal. Ctrl-C during an answer asks the board to
-stop (and a second Ctrl-C leaves at once).
+and only its reply is printed. The client never waits without a limit: it gives up after
+`timeout` seconds without a word of the protocol, whether the port is silent (a board that
+hangs or is unplugged) or keeps sending something else (a board that resets over and over, a
+wrong baud rate, noise), so that ends the answer with a message instead of a hung terminal.
+Ctrl-C during an answer asks the board to stop (and a second Ctrl-C leaves at once).
 """
 from __future__ import annotations
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import click
 
 from ..boards.partitions import parse_number
+from ..core.model import Transformer
 from ..export.binformat import read_bin
 from ..runtime.engine import Engine
 from ..text.data import SPLITS
 from ..training import loop as training
-from ..core.model import Transformer
 from ..training.checkpoint import load_checkpoint
 from ..training.generate import generate, stream_text
 

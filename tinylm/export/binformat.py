@@ -17,7 +17,7 @@ from ..text.tokenizer import ChatTurn, Tokenizer
 
 MAGIC = b"TLMB"
 VERSION = 1
-HEADER = struct.Struct("<4sHHII8IIddBBHII4I")   # the fields of docs/format.md, padded to HEADER_SIZE
+HEADER = struct.Struct("<4sHHII8IIddBBHII4I")   # docs/format.md's fields, padded to HEADER_SIZE
 HEADER_SIZE = 128
 CRC_START = 16          # the CRC covers every byte from here to the end of the file
 ALIGN = 16
