@@ -90,7 +90,7 @@ else:
 
     figures = emulate_rp2040.bench(path, prompt.encode(), max_tokens=16, seed=7)
     print(f"{figures['cycles_per_generated_token']:,} cycles per token: "
-          f"{figures['tok_s_133mhz_emulated']} tok/s at 133 MHz on one core; "
+          f"{figures['tok_s_133mhz_emulated']} tok/s at 133 MHz on both cores; "
           f"{figures['matvec_macs_per_token']:,} weight multiply-adds, "
           f"{figures['cycles_per_mac']} cycles each; peak SRAM "
           f"{figures['peak_sram_bytes']:,} bytes")

@@ -1,11 +1,14 @@
 /* tinylm on an RP2040 board, with the pico-sdk: the device loop (tinylm/runtime/csrc/serve.c, the
    protocol of docs/protocol.md) over USB CDC and UART0 at once, with the model that
-   `tinylm flash rp2040` put at flash offset 1 MiB (docs/flashing.md), and each matrix's rows
-   shared between the two cores. This file is only the port, the clock, the model's place and
-   the second core.
+   `tinylm flash rp2040` put at flash offset 1 MiB (docs/flashing.md), and the work of a token
+   (a matrix's rows, attention's heads, the sampler's weights: tlm_state.run_both) shared
+   between the two cores. This file is only the port, the clock, the model's place and the
+   second core.
 
-   The SRAM the firmware leaves is one static pool, SRAM_POOL_BYTES: the runtime's arena, with
-   a copy of the model before it when both fit (tinylm/boards/memplan.py plans with the same figure). */
+   The SRAM the firmware leaves is one static pool, SRAM_POOL_BYTES: the runtime's arena for
+   TLM_CONTEXT tokens (0: the model's, or the longest that fits; cmake -DTLM_CONTEXT=N), and
+   before it a copy of the model when both fit, else of what weights fit (tlm_server_place;
+   tinylm/boards/memplan.py plans with the same figures). */
 #include <stdint.h>
 
 #include "hardware/clocks.h"
@@ -19,6 +22,9 @@
 #define MODEL_IN_FLASH ((const uint8_t *)(XIP_BASE + MODEL_FLASH_OFFSET))
 #define MODEL_ROOM ((size_t)PICO_FLASH_SIZE_BYTES - MODEL_FLASH_OFFSET)   /* from the board */
 #define IDLE_WAIT_US 0xFFFFFFFFu    /* between lines: wait for a byte (71 minutes, then again) */
+#ifndef TLM_CONTEXT
+#define TLM_CONTEXT 0
+#endif
 
 /* 264 KiB of SRAM less 26 KiB for the stacks (the two 4 KiB scratch banks), the server's state
    and the SDK's data: see tinylm/boards/memplan.py for how the reserve was measured. */
@@ -74,15 +80,9 @@ int main(void) {
     set_sys_clock_khz(133000, true);    /* first: the UART's baud divisor follows the clock */
     stdio_init_all();
     multicore_launch_core1(core1_loop);
-    uint8_t *arena = pool;
-    size_t arena_size = sizeof pool;
-    const uint8_t *model = tlm_copy_model_if_it_fits(MODEL_IN_FLASH, MODEL_ROOM, &arena,
-                                                     &arena_size);
-    int in_flash = model == MODEL_IN_FLASH;
-    tlm_server_init(&server, &io, "rp2040", model,
-                    in_flash ? MODEL_ROOM : (size_t)(arena - model), "flash 0x10100000",
-                    "tinylm flash rp2040", arena, arena_size);
-    server.weights = in_flash ? "flash" : "sram";
+    tlm_server_init(&server, &io, "rp2040", MODEL_IN_FLASH, MODEL_ROOM, "flash 0x10100000",
+                    "tinylm flash rp2040", pool, sizeof pool);
+    tlm_server_place(&server, pool, sizeof pool, TLM_CONTEXT);
     server.state.run_both = run_on_both_cores;
     tlm_server_hello(&server);    /* USB drops it if no host listens yet; hosts send 0x05 */
     for (;;) {

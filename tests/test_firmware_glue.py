@@ -6,6 +6,7 @@ internal RAM, PSRAM or flash as main.c says, and sends the protocol's error line
 model partition is erased, missing or too large to map. None of this builds it with ESP-IDF
 or runs it on a board."""
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -72,6 +73,27 @@ def test_the_component_builds_the_kernels_of_the_chip():
     text = (ROOT / "firmware_esp32" / "main" / "CMakeLists.txt").read_text()
     assert f"${{shared}}/{KERNELS['rv32im']}" in text and f"${{shared}}/{PORTABLE}" in text
     assert f"PRIVATE {NO_FPU[0].removeprefix('-D')}" in text
+
+
+# The ESP-IDF component of each header main.c includes (v5.3 on; "driver" before).
+COMPONENT_OF = {"esp_partition.h": "esp_partition", "esp_timer.h": "esp_timer",
+                "driver/uart.h": "esp_driver_uart",
+                "driver/usb_serial_jtag.h": "esp_driver_usb_serial_jtag"}
+ALWAYS_THERE = {"esp_err.h", "esp_heap_caps.h", "freertos/FreeRTOS.h", "freertos/task.h",
+                "sdkconfig.h", "serve.h", "stdint.h", "stdio.h", "string.h"}
+
+
+def test_the_component_names_every_component_it_uses():
+    """A build with only the components main needs (MINIMAL_BUILD, COMPONENTS) has each one
+    main.c includes a header of, and esp_psram, without which PSRAM stays off."""
+    main_c = (ROOT / "firmware_esp32" / "main" / "main.c").read_text()
+    included = set(re.findall(r'#include [<"]([^>"]+)[>"]', main_c))
+    assert included <= set(COMPONENT_OF) | ALWAYS_THERE, included - ALWAYS_THERE
+    text = (ROOT / "firmware_esp32" / "main" / "CMakeLists.txt").read_text()
+    uses = set(re.findall(r"\b(esp_\w+|driver)\b", " ".join(
+        re.findall(r"(?:set\(uses|list\(APPEND uses)([^)]*)\)", text))))
+    assert {COMPONENT_OF[h] for h in included & set(COMPONENT_OF)} | {"esp_psram"} <= uses
+    assert "driver" in uses and "PRIV_REQUIRES ${uses}" in text
 
 
 def test_a_console_that_is_neither_uart_nor_usb_serial_jtag_is_refused():

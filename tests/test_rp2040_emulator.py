@@ -1,6 +1,7 @@
 """The bare-metal RP2040 firmware in the rp2040js emulator: the same tokens as the host C
-runtime for the same .bin, seed and prompt, with the model put in flash directly or by a UF2
-from `tinylm flash rp2040`; the protocol's error lines."""
+runtime for the same .bin, seed and prompt, on one core and on both, with the model put in
+flash directly or by a UF2 from `tinylm flash rp2040`; the protocol's error lines; the
+benchmark's figures."""
 import dataclasses
 import json
 
@@ -34,7 +35,7 @@ def model_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def firmware():
-    return emulator.build_firmware(seed=7, max_tokens=MAX_TOKENS)
+    return emulator.build_firmware(seed=7, max_tokens=MAX_TOKENS)   # both cores
 
 
 def host_text(model_path) -> str:
@@ -55,10 +56,18 @@ def emulated_answer(firmware, flash) -> tuple[str, protocol.Done]:
     return text.data.decode("utf-8", "replace"), done
 
 
-def test_tokens_equal_the_host_runtime(model_path, firmware):
-    text, done = emulated_answer(firmware, emulator.model_flash(model_path))
-    assert text == host_text(model_path)
+@pytest.mark.parametrize("cores", [1, 2])
+def test_tokens_equal_the_host_runtime_on_one_core_and_two(model_path, cores):
+    """Core 1 is launched through the bootrom's handshake and shares the work (it runs), or
+    stays asleep; each core's stack stays in its 4 KB, core 1's in pico-sdk's 2 KB."""
+    firmware = emulator.build_firmware(seed=7, max_tokens=MAX_TOKENS, cores=cores)
+    run = emulator.run(firmware, emulator.model_flash(model_path), PROMPT.encode() + b"\n")
+    _, text, _, done = emulator.answers(run.output)
+    assert text.data.decode("utf-8", "replace") == host_text(model_path)
     assert done.fields["tokens"] == str(MAX_TOKENS) and done.fields["stop"] == "length"
+    assert (run.busy[1] > 0) == (cores == 2)
+    core0_stack, core1_stack = run.stacks_used
+    assert 0 < core0_stack < 4096 and core1_stack < 2048 and (core1_stack > 0) == (cores == 2)
 
 
 def test_a_chat_model_answers_a_question_as_the_host_does(firmware, tmp_path):
@@ -106,18 +115,24 @@ def test_without_a_usable_model_every_line_gets_the_error(firmware, flash, code)
 
 
 def test_bench_reports_prompt_and_generation_cycles(model_path):
-    result = CliRunner().invoke(main, ["bench", "--target", "rp2040", str(model_path),
-                                       "--max-tokens", "4", "--json"])
-    assert result.exit_code == 0, result.output
-    figures = json.loads(result.output)
-    assert figures["cycles_per_prompt_token"] > 0 and figures["cycles_per_generated_token"] > 0
+    figures = {}
+    for cores in (1, 2):
+        result = CliRunner().invoke(main, ["bench", "--target", "rp2040", str(model_path),
+                                           "--max-tokens", "4", "--cores", str(cores), "--json"])
+        assert result.exit_code == 0, result.output
+        figures[cores] = json.loads(result.output)
+    one, two = figures[1], figures[2]
+    assert two["cores"] == 2 and two["cycles_per_prompt_token"] > 0
+    assert 0 < two["cycles_per_generated_token"] < one["cycles_per_generated_token"]
+    assert one["core1_busy_share"] == 0 < two["core1_busy_share"] < 1
     # a model this small is copied to SRAM: no flash bound, compute is the headline
-    assert figures["weights_in"] == "sram" and figures["tok_s_xip_flash_bound"] is None
-    assert figures["tok_s_headline"] == figures["tok_s_133mhz_emulated"]
-    assert 0 < figures["matrix_rows_share"] < 1
-    assert 0 < figures["matrix_cycles_per_mac"] < figures["cycles_per_mac"]
-    assert figures["tok_s_dual_core_estimate"] > figures["tok_s_headline"]
-    assert 0 < figures["peak_sram_bytes"] <= emulator.SRAM_SIZE
+    assert two["weights_in"] == "sram" and two["tok_s_xip_flash_bound"] is None
+    assert two["sram_weight_bytes"] == model_path.stat().st_size
+    assert two["flash_weight_bytes_per_token"] == 0
+    assert two["tok_s_headline"] == two["tok_s_133mhz_emulated"]
+    assert 0 < two["matrix_rows_share"] < 1
+    assert 0 < two["matrix_cycles_per_mac"] < two["cycles_per_mac"]
+    assert 0 < two["peak_sram_bytes"] <= emulator.SRAM_SIZE
 
 
 def test_the_flash_bound_applies_to_weights_in_flash_past_the_cache(tmp_path, monkeypatch):
@@ -130,7 +145,7 @@ def test_the_flash_bound_applies_to_weights_in_flash_past_the_cache(tmp_path, mo
     assert figures["weights_in"] == "flash" and figures["tok_s_xip_flash_bound"] is None
     monkeypatch.setattr(emulator, "XIP_CACHE_BYTES", 64)
     figures = emulator.bench(path, max_tokens=2)
-    flash = emulator.XIP_BYTES_PER_SECOND / figures["weight_bytes_per_token"]
+    flash = emulator.XIP_BYTES_PER_SECOND / figures["flash_weight_bytes_per_token"]
     assert figures["tok_s_xip_flash_bound"] == round(flash, 2)
     assert figures["tok_s_headline"] == round(min(flash, figures["tok_s_133mhz_emulated"]), 2)
 

@@ -1,8 +1,9 @@
 """The two-core hook of the C runtime (tlm_state.run_both): with a hook that runs the second
-half of every matrix's rows before the first, the logits are those of one core, exactly
-(tests/c/two_cores.c, built with the system C compiler), for the int8 pair kernel, its
-fallback (int4, and int8 with 7 columns) and a last odd row (tests/odd_shapes.py); with this
-computer's kernel file and with the portable one, which give the same logits."""
+half of every task (a matrix's rows, a layer's attention heads, the sampler's weights) before
+the first, the logits and sampled tokens are those of one core, exactly (tests/c/two_cores.c,
+built with the system C compiler), for the int8 pair kernel, its fallback (int4, and int8 with
+7 columns) and a last odd row (tests/odd_shapes.py); with this computer's kernel file and with
+the portable one, which give the same logits."""
 import subprocess
 from pathlib import Path
 
@@ -71,10 +72,11 @@ def model_path(name, directory):
 @pytest.mark.parametrize("name", ["tiny-8", "odd-8", "trained-8", "trained-4", "stories-8"])
 def test_halves_in_reverse_order_give_the_same_logits(request, build_of, tmp_path, name):
     path = model_path(name, tmp_path)
-    word, steps, calls, _ = run(request.getfixturevalue(build_of), path)
+    word, steps, calls, _, sampled = run(request.getfixturevalue(build_of), path)
     config = read_bin(path).config
-    matrices_per_token = 7 * config.n_layers + 1
-    assert (word, int(steps), int(calls)) == ("same", STEPS, STEPS * matrices_per_token)
+    tasks_per_token = (7 + 1) * config.n_layers + 1   # the matrices, attention, the LM head
+    assert (word, int(steps), int(calls)) == ("same", STEPS, STEPS * tasks_per_token)
+    assert int(sampled) == STEPS
 
 
 

@@ -5,9 +5,14 @@
    Built as a RAM image (ram.ld) for the emulator runner (emulator/run.js) and the RP2040
    benchmark: `tinylm bench --target rp2040`, tinylm/boards/emulate_rp2040.py. Sampling is that of
    `tinylm run`: temperature 1, top-p 0.9, no top-k, the sampler reseeded for every prompt,
-   with the seed and the token limit fixed at build time (TLM_SEED, TLM_MAX_TOKENS). */
+   with the seed and the token limit fixed at build time (TLM_SEED, TLM_MAX_TOKENS). The SRAM
+   left by the image and the stacks holds the arena for TLM_CONTEXT tokens and, in the rest,
+   what weights fit (tlm_server_place). The work of a token is shared between the two cores
+   (multicore.c); built with TLM_CORES=1, core 1 stays asleep in the bootrom and core 0 does
+   all of it. */
 #include <stdint.h>
 
+#include "multicore.h"
 #include "serve.h"
 
 #ifndef TLM_SEED
@@ -15,6 +20,12 @@
 #endif
 #ifndef TLM_MAX_TOKENS
 #define TLM_MAX_TOKENS 256
+#endif
+#ifndef TLM_CORES
+#define TLM_CORES 2
+#endif
+#ifndef TLM_CONTEXT
+#define TLM_CONTEXT 0                   /* the model's, or the longest that fits: serve.h */
 #endif
 
 #define MODEL_ADDRESS 0x10100000u
@@ -85,18 +96,19 @@ static uint32_t timer_micros(void *ctx) {
 int main(void) {
     static tlm_server server;
     const tlm_io io = {uart_write, uart_poll, timer_micros, NULL};
-    uint8_t *arena = __arena_start;
-    size_t arena_size = (size_t)(__arena_end - __arena_start);
+    uint8_t *sram = __arena_start;     /* the model's: the arena, and what weights fit */
+    size_t sram_size = (size_t)(__arena_end - __arena_start);
     uart_init();
-    const uint8_t *flash = (const uint8_t *)MODEL_ADDRESS;
-    size_t flash_room = FLASH_END - MODEL_ADDRESS;
-    const uint8_t *model = tlm_copy_model_if_it_fits(flash, flash_room, &arena, &arena_size);
-    int in_flash = model == flash;
-    tlm_server_init(&server, &io, "rp2040", model, in_flash ? flash_room : (size_t)(arena - model),
-                    "flash 0x10100000", "tinylm flash rp2040", arena, arena_size);
+    tlm_server_init(&server, &io, "rp2040", (const uint8_t *)MODEL_ADDRESS,
+                    FLASH_END - MODEL_ADDRESS, "flash 0x10100000", "tinylm flash rp2040", sram,
+                    sram_size);
+    tlm_server_place(&server, sram, sram_size, TLM_CONTEXT);
     server.seed = TLM_SEED;
     server.max_tokens = TLM_MAX_TOKENS;
-    server.weights = in_flash ? "flash" : "sram";
+    if (TLM_CORES == 2) {
+        launch_core1();
+        server.state.run_both = run_on_both_cores;
+    }
     tlm_server_hello(&server);
     for (;;) {
         int c = uart_poll(NULL);

@@ -12,9 +12,10 @@ static void fault_handler(void) {
     for (;;) __asm__ volatile("bkpt #0");
 }
 
-/* Initial stack pointer, reset, then the exceptions up to SysTick; no interrupt is enabled. */
+/* Initial stack pointer, reset, then the exceptions up to SysTick; no interrupt is enabled.
+   Core 1 takes the same table (multicore.c). */
 __attribute__((section(".vectors"), used))
-static void (*const vectors[16])(void) = {
+void (*const vectors[16])(void) = {
     (void (*)(void))__stack_top, reset_handler, fault_handler, fault_handler,
 };
 

@@ -1,8 +1,11 @@
 /* The two-core hook (tlm_state.run_both) on one core: runs a .bin greedily from <bos> twice,
-   once with no hook and once through a run_both that does the second half of each matrix's
-   rows before the first, and prints "same TOKENS CALLS SUM" when every logit of every step
-   agrees (CALLS: how often the hook ran; SUM: a checksum of all the logits, to compare
-   builds), else where they first differ. Built and run by
+   once with no hook and once through a run_both that does the second half of each task (a
+   matrix's rows, a layer's attention heads) before the first, and prints "same TOKENS CALLS
+   SUM SAMPLED" when every logit of every step agrees (CALLS: how often the hook ran; SUM: a
+   checksum of all the logits, to compare builds), else where they first differ. Then it
+   samples TOKENS tokens with tlm_next (temperature 1, top-p 0.9; the sampler's weights are a
+   task too), from <bos> again whenever one state ends its text, and SAMPLED counts those
+   whose token and weights agree, and whose sampling went through the hook. Built and run by
    tests/test_two_cores.py. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +64,26 @@ int main(int argc, char **argv) {
             sum = sum * 31u + (uint32_t)a[i];
         }
     }
-    printf("same %u %lu %u\n", steps, calls, sum);
+    unsigned long forward_calls = calls;
+    tlm_sampler smp_one, smp_two;
+    tlm_sampler_init(&smp_one, 1 << 16, 0, 58982, 7);
+    tlm_sampler_init(&smp_two, 1 << 16, 0, 58982, 7);
+    uint32_t sampled = 0, bos = m.bos_id, tasks_per_forward = 8 * m.n_layers + 1, ended = 1;
+    for (uint32_t step = 0; step < steps; step++) {
+        if (ended || two.pos + 1 >= two.context) {   /* (a full context would not sample) */
+            if (tlm_start(&one, &bos, 1) || tlm_start(&two, &bos, 1)) return 3;
+            ended = 0;
+        }
+        uint32_t pos = two.pos;
+        unsigned long before = calls;
+        int32_t a = tlm_next(&one, &smp_one), b = tlm_next(&two, &smp_two);
+        int agree = a == b && one.pos == two.pos &&
+                    calls - before == (two.pos - pos) * tasks_per_forward + 1;
+        for (uint32_t i = 0; i < m.vocab_size; i++) agree &= one.logits[i] == two.logits[i];
+        sampled += (uint32_t)agree;
+        ended = a < 0;   /* <eos> or <bos>: from <bos> again */
+    }
+    printf("same %u %lu %u %u\n", steps, forward_calls, sum, sampled);
     for (int i = 0; i < 3; i++) free(blocks[i]);
     return 0;
 }

@@ -8,10 +8,15 @@ modules (rp2040_flash, esp32_flash) say where that room is, as a FlashRoom.
 
 SRAM: the firmware keeps a reserve (stacks, its own state, the SDK's data); the rest holds the
 runtime's arena, whose size is `tlm_arena_size` (runtime.arena_bytes: activations and the int8
-key/value cache, growing with the context). The firmwares (firmware_rp2040/main.c,
-firmware_esp32/main/main.c) place the arena for the model's whole context first, then copy the
-model into the RAM left when it fits there, so that its weights are not read through the flash
-cache; each goes to SRAM if it fits, else PSRAM (an ESP32's, --psram).
+key/value cache, growing with the context), and a copy of weights, so that they are not read
+through the flash cache. The ESP32 firmware (firmware_esp32/main/main.c) places the arena for
+the model's whole context first, then copies the model into the RAM left when it fits there;
+each goes to SRAM if it fits, else PSRAM (an ESP32's, --psram). The RP2040 firmwares copy the
+model when it fits beside the arena for its whole context, else keep the arena for the context
+(the longest that fits, or the one they are built with) and copy the longest run of the
+sections every token reads that fits in the rest (`sram_plan`, tlm_plan_sram in
+tinylm/runtime/csrc/serve.c: the same choice, tested to agree); a token then reads only the
+other weights from flash.
 
 The RP2040's figures come from the bare-metal build (firmware_rp2040/baremetal, the same
 runtime and device loop; `arm-none-eabi-size` on the ELF that tinylm/boards/emulate_rp2040.py
@@ -19,10 +24,10 @@ builds) plus a margin for what pico-sdk adds:
 
 - SRAM 264 KiB. Reserve 26 KiB: both cores' stacks in the two 4 KiB scratch banks, where
   pico-sdk puts them (8 KiB; the deepest stack measured in the emulator is under 2 KiB), the
-  device loop's and runtime's state (.data + .bss of the bare-metal ELF: 1,616 bytes), and
+  device loop's and runtime's state (.data + .bss of the bare-metal ELF: 1,640 bytes), and
   16 KiB for pico-sdk's own data (TinyUSB, stdio, the RAM vector table, code it runs from RAM),
   rounded up. The other 238 KiB are the firmware's SRAM pool (SRAM_POOL_BYTES in main.c).
-- Flash: the firmware's 1 MiB before the model. The bare-metal code is 25,388 bytes (.text);
+- Flash: the firmware's 1 MiB before the model. The bare-metal code is 27,096 bytes (.text);
   pico-sdk with USB stdio adds some tens of KiB, far below 1 MiB.
 
 The ESP32 figures are estimates, not measurements (no ESP-IDF firmware is built here): internal
@@ -35,8 +40,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..export.binformat import MAGIC, align, read_bin
+from ..export.binformat import ALIGN, MAGIC, BinModel, align, read_bin
 from ..runtime.c_engine import arena_bytes
+from .emulation import streamed_weight_bytes
 
 KIB, MIB = 1 << 10, 1 << 20
 
@@ -48,6 +54,7 @@ class Board:
     arena_room: int          # of it, what the firmware leaves for the runtime (and a model copy)
     float_weights: bool      # has an FPU, so runs --bits 32 models
     max_psram: int = 0       # external PSRAM it can map (0: none)
+    part_copies: bool = False   # its firmware copies part of the weights (sram_plan)
 
     @property
     def sram_reserve(self) -> int:
@@ -55,7 +62,7 @@ class Board:
 
 
 BOARDS = {b.name: b for b in [
-    Board("rp2040", 264 * KIB, 238 * KIB, float_weights=False),
+    Board("rp2040", 264 * KIB, 238 * KIB, float_weights=False, part_copies=True),
     Board("esp32", 520 * KIB, 160 * KIB, float_weights=True, max_psram=4 * MIB),
     Board("esp32s3", 512 * KIB, 320 * KIB, float_weights=True, max_psram=32 * MIB),
     Board("esp32c3", 400 * KIB, 280 * KIB, float_weights=False),
@@ -90,7 +97,9 @@ class Plan:
     psram: int
     arena_in: str            # sram or psram
     weights: str             # where they are read from, as @ready says: sram, psram, flash
-    weights_copied: int      # bytes of the model copied there at boot (0: read from flash)
+    weights_copied: int      # bytes the copy made at boot takes (0: none)
+    sram_weights: int        # of the file, the bytes in SRAM (@ready's sram_weights)
+    flash_weight_bytes: int  # weight bytes a token reads from flash (the XIP flash bound's)
     problems: list[str] = field(default_factory=list)   # each says what to shrink
 
     @property
@@ -122,18 +131,26 @@ def plan(model_path: str | Path, board_name: str, flash: FlashRoom, context: int
     if psram and not board.max_psram:
         raise ValueError(f"the {board.name} has no PSRAM (--psram)")
     free = {"sram": board.arena_room, "psram": min(psram, board.max_psram)}
-    arena_place, weights = placement(free, arena_bytes(config), align(model.file_size))
-    arena_in = arena_place or "sram"     # a whole context that fits nowhere: a shorter one
+    if board.part_copies:
+        sram = sram_plan(model, board.arena_room, context)
+        arena_in, copy = "sram", (sram.copy_start, sram.copy_end)
+        weights = "sram" if sram.copy_end - sram.copy_start == model.file_size else "flash"
+    else:
+        arena_place, weights = placement(free, arena_bytes(config), align(model.file_size))
+        arena_in = arena_place or "sram"     # a whole context that fits nowhere: a shorter one
+        copy = (0, 0 if weights == "flash" else model.file_size)
     room = free[arena_in]
     context = context or longest_context(config, room) or config.max_seq_len
+    copied = copy[1] - copy[0]
     result = Plan(model=str(model_path), board=board.name, bits=model.bits, context=context,
                   model_context=config.max_seq_len,
                   flash_size=flash.flash_size, firmware_flash=flash.model_offset,
                   model_bytes=model.file_size, model_room=flash.model_room, sram=board.sram,
                   sram_reserve=board.sram_reserve, arena_room=room,
                   arena_bytes=arena_bytes(config, context), psram=psram,
-                  arena_in=arena_in, weights=weights,
-                  weights_copied=0 if weights == "flash" else align(model.file_size))
+                  arena_in=arena_in, weights=weights, weights_copied=align(copied),
+                  sram_weights=copied if weights != "psram" else 0,
+                  flash_weight_bytes=flash_weight_bytes(model, *copy))
     if model.bits == 32 and not board.float_weights:
         result.problems.append(f"float32 weights need an FPU, which the {board.name} lacks: "
                                "quantize to --bits 8 or 4")
@@ -164,6 +181,53 @@ def placement(free: dict[str, int], whole_arena: int, model_copy: int) -> tuple:
         free[arena] -= whole_arena
     weights = next((place for place in free if model_copy <= free[place]), "flash")
     return arena, weights
+
+
+@dataclass(frozen=True)
+class SramPlan:
+    """What an RP2040 firmware keeps in its SRAM (tlm_plan_sram in serve.c): the arena for
+    `context` tokens, and a copy of bytes copy_start..copy_end-1 of the file."""
+    context: int
+    copy_start: int
+    copy_end: int
+
+
+def sram_plan(model: BinModel, memory: int, context: int = 0) -> SramPlan:
+    """tlm_plan_sram: in `memory` bytes, the arena for `context` tokens (0, or a context whose
+    arena does not fit: the model's, or else the longest that fits), and before it a copy of the
+    whole file when it fits beside the arena, else of the longest run of token_sections (the
+    first of equals) that fits in the rest, or of nothing."""
+    config = model.config
+    context = context if 0 < context <= config.max_seq_len else config.max_seq_len
+    if align(model.file_size) + arena_bytes(config, context) <= memory:
+        return SramPlan(context, 0, model.file_size)
+    context = min(context, longest_context(config, memory)) or 1
+    room = max(memory - arena_bytes(config, context), 0) // ALIGN * ALIGN   # copies take
+    sections, first, best = token_sections(model), 0, (0, 0)   # their bytes rounded up to 16
+    for j, (_, end) in enumerate(sections):
+        while first <= j and end - sections[first][0] > room:
+            first += 1
+        if first <= j and end - sections[first][0] > best[1] - best[0]:
+            best = (sections[first][0], end)
+    return SramPlan(context, *best)
+
+
+def token_sections(model: BinModel) -> list[tuple[int, int]]:
+    """tlm_token_section: the bytes (start, end) in the file of each section that every token
+    reads whole, in the file's order: all the tensors but an embedding table that is not also
+    the output matrix (a token reads one row of it)."""
+    return [span for name, span in model.spans.items()
+            if name != "tok_emb" or model.config.tie_embeddings]
+
+
+def flash_weight_bytes(model: BinModel, copy_start: int, copy_end: int) -> int:
+    """The weight bytes a token reads from flash (emulation.streamed_weight_bytes) when bytes
+    copy_start..copy_end-1 of the file are copied to RAM: none when all of it is."""
+    if copy_end - copy_start == model.file_size:
+        return 0
+    copied = sum(end - start for start, end in token_sections(model)
+                 if copy_start <= start and end <= copy_end)
+    return streamed_weight_bytes(model) - copied
 
 
 def smaller_file(bits: int) -> str:

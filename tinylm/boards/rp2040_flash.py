@@ -160,7 +160,7 @@ def flash_rp2040(model_path: str | Path, drive: str | Path | None = None,
                  flash_size: int = FLASH_SIZE, out: str | Path | None = None, context: int = 0,
                  echo=print) -> Path:
     model_path = Path(model_path)
-    memplan.check(model_path, "rp2040", flash_room(offset, flash_size), context, echo=echo)
+    plan = memplan.check(model_path, "rp2040", flash_room(offset, flash_size), context, echo=echo)
     image = model_uf2(read_model(model_path), offset, flash_size,
                       None if firmware is None else Path(firmware).read_bytes(),
                       str(model_path), str(firmware))
@@ -170,5 +170,10 @@ def flash_rp2040(model_path: str | Path, drive: str | Path | None = None,
     if firmware is not None:
         contents = f"{Path(firmware).name} and {contents}"
     echo(f"wrote {uf2_path} ({len(image) // uf2.BLOCK_SIZE} blocks): {contents}")
+    if plan:
+        built = f" (a firmware built with -DTLM_CONTEXT={context})" if context else ""
+        echo(f"on the board{built}: {plan.context} tokens of context, {plan.sram_weights:,} "
+             f"bytes of the model in SRAM, {plan.flash_weight_bytes:,} bytes of weights read "
+             "from flash per token (@ready says the same)")
     deliver(uf2_path, Path(drive) if drive is not None else None, echo)
     return uf2_path

@@ -129,11 +129,13 @@ BENCH_LABELS = {   # the figures of emulate_rp2040.bench, as `tinylm bench` prin
     "cycles_per_generated_token": "cycles per generated token",
     "cycles_per_mac": "cycles per weight MAC (a whole generated token)",
     "matrix_cycles_per_mac": "cycles per MAC, matrix kernels alone",
+    "core1_busy_share": "share of the time core 1 runs",
     "tok_s_133mhz_emulated": "tok/s at 133 MHz, emulated (compute)",
+    "sram_weight_bytes": "bytes of the model kept in SRAM",
+    "flash_weight_bytes_per_token": "weight bytes a token reads from flash",
     "tok_s_xip_flash_bound": "tok/s bound by XIP flash reads",
     "tok_s_headline": "tok/s, the lower of the two",
-    "tok_s_dual_core_estimate": "tok/s, both cores (estimate: rows / 2)",
-    "peak_sram_bytes": "peak SRAM bytes (image + arena + stack)",
+    "peak_sram_bytes": "peak SRAM bytes (image, copy, arena, stacks)",
 }
 ESP32C3_BENCH_LABELS = {   # the figures of emulate_riscv.bench
     "instructions_per_prompt_token": "instructions per prompt token",
@@ -145,7 +147,7 @@ ESP32C3_BENCH_LABELS = {   # the figures of emulate_riscv.bench
     "arena_bytes": "arena bytes (RAM besides the model)",
 }
 BENCH_TARGETS = {   # the emulator, the labels of its figures, what they assume
-    "rp2040": (emulate_rp2040, BENCH_LABELS, "single core"),
+    "rp2040": (emulate_rp2040, BENCH_LABELS, "{cores} core(s), context {context}"),
     "esp32c3": (emulate_riscv, ESP32C3_BENCH_LABELS,
                 "single core, assuming one instruction per cycle at 160 MHz"),
 }
@@ -154,8 +156,15 @@ BENCH_TARGETS = {   # the emulator, the labels of its figures, what they assume
 @click.command("bench")
 @click.argument("model_path", metavar="MODEL.bin", type=click.Path(dir_okay=False, exists=True))
 @click.option("--target", type=click.Choice(list(BENCH_TARGETS)), required=True,
-              help="rp2040: the bare-metal firmware in the rp2040js emulator, one core; "
+              help="rp2040: the bare-metal firmware in the rp2040js emulator, both cores; "
                    "esp32c3: the runtime built for rv32imc, instructions counted in qemu.")
+@click.option("--cores", type=click.IntRange(1, 2), default=None,
+              help="rp2040: the cores that share the work of a token (1: core 1 stays asleep). "
+                   "[default: 2, as the firmware for a board runs]")
+@click.option("--context", type=SOME, default=0,
+              help="rp2040: the context the firmware gives the model, built in (the SRAM its "
+                   "arena leaves holds weights). [default: the model's, or the longest that "
+                   "fits, as the firmware chooses]")
 @click.option("--prompt", default="Once upon a time", show_default=True,
               help="The text the model continues; its tokens are the prompt's part of the "
                    "figures.")
@@ -167,32 +176,44 @@ BENCH_TARGETS = {   # the emulator, the labels of its figures, what they assume
 @click.option("--profile", is_flag=True,
               help="Instead, the instructions (esp32c3) or cycles (rp2040) of a generated "
                    "token by function (slower: every instruction is logged).")
-def bench_command(model_path, target, prompt, max_tokens, seed, as_json, profile):
+def bench_command(model_path, target, cores, context, prompt, max_tokens, seed, as_json,
+                  profile):
     """Measure a model on a microcontroller, emulated: cycles per token, tok/s, memory.
 
-    Needs arm-none-eabi-gcc, node, and rp2040js (npm install in
-    firmware_rp2040/baremetal/emulator). The emulator counts cycles but not XIP-cache misses,
-    so the flash-bandwidth bound on tok/s for the weight bytes read per token is shown too,
-    and the headline is the lower of the two. See tinylm/boards/emulate_rp2040.py.
+    rp2040 needs arm-none-eabi-gcc, node, and rp2040js (npm install in
+    firmware_rp2040/baremetal/emulator): the bare-metal firmware runs on both cores, each
+    counted cycle by cycle. The emulator counts cycles but not XIP-cache misses, so the
+    flash-bandwidth bound on tok/s for the weight bytes a token still reads from flash (those
+    the firmware did not keep in SRAM) is shown too, and the headline is the lower of the two.
+    See tinylm/boards/emulate_rp2040.py.
 
     esp32c3 needs riscv64-unknown-elf-gcc and qemu-system-riscv32: qemu counts the
     instructions exactly (minstret), and tok/s assumes one instruction per cycle at 160 MHz;
     it has no cache model either, so the flash bound is shown the same way. See
     tinylm/boards/emulate_riscv.py."""
     emulator, labels, assumptions = BENCH_TARGETS[target]
+    board = {}     # the rp2040's options
+    if emulator is emulate_rp2040:
+        board = dict(cores=cores or 2, context=context)
+    elif cores not in (None, 1) or context:
+        raise click.UsageError(f"--cores and --context go with --target rp2040 ({target} has "
+                               "one core and gives the model its whole context)")
     reason = emulator.missing_tools()
     if reason:
         raise click.ClickException(reason)
     if profile:
-        print_profile(emulator.profile(model_path, prompt.encode(), max_tokens, seed), as_json,
-                      "instructions" if emulator is emulate_riscv else "cycles")
+        unit = ("instructions" if emulator is emulate_riscv else
+                "cycles" if board["cores"] == 1 else "cycles of both cores together")
+        print_profile(emulator.profile(model_path, prompt.encode(), max_tokens, seed, **board),
+                      as_json, unit)
         return
-    figures = emulator.bench(model_path, prompt.encode(), max_tokens, seed)
+    figures = emulator.bench(model_path, prompt.encode(), max_tokens, seed, **board)
     if as_json:
         print_json(figures)
         return
     click.echo(f"{model_path} on {target}: {figures['prompt_tokens']} prompt tokens, "
-               f"{figures['generated_tokens']} generated, {assumptions}")
+               f"{figures['generated_tokens']} generated, "
+               f"{assumptions.format(cores=board.get('cores'), context=figures['context'])}")
     for key, label in labels.items():
         value = figures[key]
         click.echo(f"  {label:44} -" if value is None else

@@ -173,7 +173,7 @@ def bin_info(model_path, context, as_json, target=None, flash_size=None, psram=0
                   for t in model.tensors.values())
     plan = memplan.plan(model_path, target, target_flash(target, flash_size), context,
                         psram) if target else None   # context 0: the one the firmware picks
-    context = plan.context if plan else context or c.max_seq_len
+    asked, context = context > 0, plan.context if plan else context or c.max_seq_len
     facts = {"file": str(model_path), "bytes": model.file_size, "format_version": 1,
              "bits": model.bits, "group_size": model.group_size, "n_params": c.n_params(),
              "weight_bytes": weights, "tokenizer_size": len(model.tokenizer),
@@ -187,12 +187,13 @@ def bin_info(model_path, context, as_json, target=None, flash_size=None, psram=0
                    f"flash) and {facts['arena_bytes']:,} bytes of RAM for {context} tokens of "
                    "context.")
         if plan:
-            print_plan(plan)
+            print_plan(plan, asked)
     if plan and not plan.fits:
         raise ValueError(plan.refusal())
 
 
-def print_plan(plan) -> None:
+def print_plan(plan, asked: bool) -> None:
+    """The plan as text; asked: its context was --context's."""
     def share(used, room):
         return f"{used:>11,} of {room:,} ({100 * used / room:.0f}%)"
 
@@ -205,13 +206,17 @@ def print_plan(plan) -> None:
     click.echo(f"         arena          {share(plan.arena_bytes, plan.arena_room)} for "
                f"{plan.context} tokens of context, in {plan.arena_in.upper()}")
     if plan.weights_copied:
-        click.echo(f"         model copy     {plan.weights_copied:>11,} in "
-                   f"{plan.weights.upper()}, copied from flash at boot (faster than flash)")
+        what = "weights copy" if plan.weights == "flash" else "model copy"
+        click.echo(f"         {what:14} {plan.weights_copied:>11,} in "
+                   f"{'SRAM' if plan.weights == 'flash' else plan.weights.upper()}, copied "
+                   "from flash at boot (faster than flash)")
     if plan.context < plan.model_context:
-        click.echo(f"  the model's {plan.model_context} tokens of context do not fit: the "
-                   f"firmware uses the longest that does, {plan.context}")
+        click.echo(f"  {plan.context} of the model's {plan.model_context} tokens of context: "
+                   f"{'as asked' if asked else 'the longest that fits'}")
     if plan.weights == "flash":
-        click.echo("  weights read in place from flash")
+        in_sram = f", {plan.sram_weights:,} from SRAM" if plan.sram_weights else ""
+        click.echo(f"  a token reads {plan.flash_weight_bytes:,} bytes of weights in place from "
+                   f"flash{in_sram}")
     click.echo("  fits" if plan.fits else "  does not fit")
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import ops
 from .config import ModelConfig
+from .memory import keep_freed_memory
 from .threads import single_threaded_blas
 
 
@@ -176,12 +177,16 @@ class Transformer:
         """forward + backward (`soft` as in forward), with the batch split across threads.
         NumPy's elementwise loops run on one core but release Python's lock, so halves of a
         batch in two threads use two cores. The halves' gradients are averaged in a fixed
-        order, so the result does not depend on thread timing."""
+        order, so the result does not depend on thread timing. BLAS runs one thread per
+        thread of ours (n_threads cores in all): at these sizes its own threads cost more in
+        hand-offs than they save, and on a busy machine far more (threads.py)."""
+        keep_freed_memory()
         tokens, targets = np.asarray(tokens), np.asarray(targets)
         n_threads = max(1, min(n_threads, len(tokens)))
         if n_threads == 1:
-            loss, activations = self.forward(tokens, targets, soft)
-            return loss, self.backward(activations)
+            with single_threaded_blas():
+                loss, activations = self.forward(tokens, targets, soft)
+                return loss, self.backward(activations)
         parts = np.array_split(np.arange(len(tokens)), n_threads)
 
         def one_part(rows):

@@ -19,14 +19,20 @@ import numpy as np
 # ----------------------------------------------------------------------------------------------
 # Embedding: y[b, t] = table[ids[b, t]]
 # The gradient of a row is the sum of the output gradients of every position that looked it up.
+# (np.add.at(d_table, ids, d_out) says that in one line, but adds one row at a time, several
+# times slower: here the positions are sorted by token and each token's run summed at once.)
 
 def embedding_forward(table, ids):
     return table[ids]
 
 
 def embedding_backward(d_out, ids, vocab_size):
+    ids, d_out = ids.reshape(-1), d_out.reshape(-1, d_out.shape[-1])
+    order = np.argsort(ids, kind="stable")                 # positions grouped by token
+    sorted_ids = ids[order]
+    starts = np.flatnonzero(np.diff(sorted_ids, prepend=-1))     # where each token's run begins
     d_table = np.zeros((vocab_size, d_out.shape[-1]), dtype=d_out.dtype)
-    np.add.at(d_table, ids.reshape(-1), d_out.reshape(-1, d_out.shape[-1]))
+    d_table[sorted_ids[starts]] = np.add.reduceat(d_out[order], starts, axis=0)
     return d_table
 
 
@@ -102,6 +108,8 @@ def rope_backward(d_out, rotation):
 # matrix, so each product is one batched matrix multiply and the shared k, v need no copies.
 # Causality also saves work: queries are taken in blocks of QUERY_BLOCK positions, and a block
 # is multiplied only with the keys up to its last position, never with the masked-out rest.
+# The products with k^T and v^T take them copied as (S, T_keys) rows: a transposed view of k
+# makes BLAS read with a stride, and the copy (small: no T x T array) pays for itself.
 
 QUERY_BLOCK = 32
 
@@ -143,10 +151,11 @@ def attention_forward(q, k, v, mask):
     qg = _group_queries(q, K) * (1.0 / S ** 0.5)          # scale the small tensor, not the scores
     kt = k.transpose(0, 2, 1, 3)                          # (B, K, T_keys, S)
     vt = v.transpose(0, 2, 1, 3)
+    k_columns = np.ascontiguousarray(k.transpose(0, 2, 3, 1))      # k^T: (B, K, S, T_keys)
     y = np.empty_like(qg)
     probs = []
     for rows, keys in _query_blocks(T, T_keys, H // K):
-        p = qg[:, :, rows] @ kt[:, :, keys].transpose(0, 1, 3, 2)    # scores
+        p = qg[:, :, rows] @ k_columns[..., keys]          # scores
         p += mask[rows, keys]
         p -= p.max(axis=-1, keepdims=True)                # softmax in place, stable
         np.exp(p, out=p)
@@ -163,10 +172,11 @@ def attention_backward(d_out, cache):
     dyg = _group_queries(d_out, K)                         # (B, K, T*G, S)
     d_qg = np.empty_like(qg)                               # gradient w.r.t. the scaled queries
     d_kt, d_vt = np.zeros_like(kt), np.zeros_like(vt)
+    v_columns = np.ascontiguousarray(vt.transpose(0, 1, 3, 2))     # v^T: (B, K, S, T_keys)
     for (rows, keys), p in zip(_query_blocks(T, kt.shape[2], H // K), probs):
         dy = dyg[:, :, rows]
         d_vt[:, :, keys] += p.transpose(0, 1, 3, 2) @ dy
-        d_scores = dy @ vt[:, :, keys].transpose(0, 1, 3, 2)        # dP, then dscores in place
+        d_scores = dy @ v_columns[..., keys]                        # dP, then dscores in place
         d_scores -= np.einsum("bkqt,bkqt->bkq", d_scores, p)[..., None]
         d_scores *= p
         d_qg[:, :, rows] = d_scores @ kt[:, :, keys]

@@ -21,7 +21,8 @@ _SETTER_NAMES = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_th
 
 
 def _find_openblas():
-    """(get, set) functions of the loaded OpenBLAS, or None. Linux only: reads /proc/self/maps."""
+    """(get, set, core name) functions of the loaded OpenBLAS, or None. Linux only: reads
+    /proc/self/maps."""
     try:
         with open("/proc/self/maps") as f:
             paths = set(re.findall(r"(/\S*openblas\S*\.so\S*)", f.read()))
@@ -32,7 +33,10 @@ def _find_openblas():
         for setter in _SETTER_NAMES:
             getter = setter.replace("_set_", "_get_")
             if hasattr(lib, setter) and hasattr(lib, getter):
-                return getattr(lib, getter), getattr(lib, setter)
+                core = getattr(lib, setter.replace("_set_num_threads", "_get_corename"), None)
+                if core is not None:
+                    core.restype = ctypes.c_char_p
+                return getattr(lib, getter), getattr(lib, setter), core
     return None
 
 
@@ -40,16 +44,26 @@ _openblas = None
 _searched = False
 
 
-@contextlib.contextmanager
-def single_threaded_blas():
+def _loaded_openblas():
     global _openblas, _searched
     if not _searched:
         import numpy  # noqa: F401  (BLAS is loaded with NumPy)
         _openblas, _searched = _find_openblas(), True
-    if _openblas is None:
+    return _openblas
+
+
+def openblas_core() -> str | None:
+    """The kernels OpenBLAS chose for this CPU (e.g. "SkylakeX", "Zen"), or None."""
+    openblas = _loaded_openblas()
+    return openblas[2]().decode() if openblas and openblas[2] else None
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    if _loaded_openblas() is None:
         yield
         return
-    get_threads, set_threads = _openblas
+    get_threads, set_threads, _ = _openblas
     before = get_threads()
     set_threads(1)
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,8 @@ class BinModel:
     group_size: int
     rope: np.ndarray                    # int16 (max_seq_len, head_dim / 2, 2): cos, sin in Q14
     file_size: int = 0
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)   # a read file's tensors:
+                                        # each one's bytes (start, end) in the file
     chat: ChatTurn | None = None        # a single-turn chat model's turn; None: a text model
 
 
@@ -242,9 +244,10 @@ def parse_bin(data: bytes) -> BinModel:
             fail("sections overlap or are not in the table's order")
         previous_end = entry[3] + entry[4]
     found = {entry[:2]: entry[2:8] for entry in entries[:len(order)]}
-    tensors = {}
+    tensors, spans = {}, {}
     for name, shape in config.param_shapes().items():
         dtype, offset, size, rows, cols, shift = found[section_id(name)]
+        spans[name] = offset, offset + size
         want_rows, want_cols = (1, shape[0]) if len(shape) == 1 else shape
         # bits 4 and 8 allow int4 and int8 matrices (the embedding stays int8 at 4 bits)
         dtypes = (F32,) if len(shape) == 1 or bits == 32 else (Q8, Q4)
@@ -264,7 +267,7 @@ def parse_bin(data: bytes) -> BinModel:
     if any(t.dtype == Q8 and np.any(t.values == -128) for t in tensors.values()):
         fail("bad int8 weight: -128 (the values are -127..127)")
     return BinModel(config, tokenizer, tensors, bits, group,
-                    rope.reshape(max_seq_len, head_dim // 2, 2), file_size,
+                    rope.reshape(max_seq_len, head_dim // 2, 2), file_size, spans,
                     ChatTurn(*chat_ids) if chat else None)
 
 

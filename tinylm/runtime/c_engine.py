@@ -122,7 +122,7 @@ def arena_bytes(config, context: int = 0) -> int:
     context = context if 0 < context <= c.max_seq_len else c.max_seq_len
     q_dim, kv_dim = c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim
     widest, hidden = max(c.dim, c.hidden_dim, q_dim), max(c.hidden_dim, kv_dim)
-    scratch = max(4 * context, 2 * c.vocab_size) // 4 * 4
+    scratch = 4 * max(2 * context, c.vocab_size // 2)
     cache = c.n_layers * context
     parts = [4 * c.dim, 4 * widest, 4 * q_dim, 4 * hidden, 4 * hidden, 4 * c.vocab_size,
              scratch,

@@ -11,17 +11,31 @@
    Where a CPU has nothing faster they share the portable C of kernels_portable.h and
    kernels_pairs.h (the rows around the pair kernel). This header is what tinylm.c and the
    kernels have in common: a matrix product's description, the fixed-point rounding of its
-   outputs, and the one compiler attribute the runtime uses. */
+   outputs, and the two compiler attributes the runtime uses. */
 #ifndef TINYLM_KERNELS_H
 #define TINYLM_KERNELS_H
 
 #include "tinylm.h"
 
-/* A loop that needs the registers to itself (see key_dots): a function of its own */
+/* A loop that needs the registers to itself (see attention_head): a function of its own */
 #if defined(__GNUC__)
 #define NOINLINE __attribute__((noinline))
 #else
 #define NOINLINE
+#endif
+
+/* The host's hottest integer loops (the int8 rows, attention's key dots and value sums), built
+   twice on x86-64 Linux: for AVX2 and for the baseline x86-64 (SSE2), the program taking the
+   first that its CPU has when it starts (an ifunc). The baseline lacks a 32-bit vector
+   multiply (pmulld) and int8-to-int16 widening loads, which these loops are made of; every
+   x86-64 since 2013-2015 has AVX2. The same integer arithmetic either way, so the same logits.
+   Elsewhere (other CPUs, C libraries without ifuncs, clang, which does not take the
+   attribute beside noinline) one build, as before. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__) && \
+    defined(__GLIBC__)
+#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VECTOR_CLONES
 #endif
 
 #define LIMIT (1 << 30)
@@ -85,6 +99,15 @@ extern const int tlm_packed_pairs;
 
 /* Rows first..end-1 of the product: y[i] for each. */
 void tlm_product_rows(const product *p, uint32_t first, uint32_t end);
+
+/* Attention's loops over the positions of the cache (attention_head in tinylm.c), functions
+   of their own: inside the loop over the positions, compilers run out of registers.
+   w[t] = q . k_t for the keys of `positions` positions (head_dim hd), stride bytes apart: */
+void tlm_key_dots(int32_t *restrict w, const int32_t *restrict q, const int8_t *restrict k,
+                  uint32_t hd, size_t stride, uint32_t positions);
+/* sums[d] = sum_t w[t] v_t[d] over the values of `positions` positions, stride bytes apart: */
+void tlm_value_sums(int32_t *restrict sums, const int32_t *restrict w,
+                    const int8_t *restrict v, uint32_t hd, size_t stride, uint32_t positions);
 
 /* The weights to sample from, in place of the logits: e^(logit - top) in Q30 (the nearest
    entry of table, 2^(-i/64) in Q30 for i = 0..64; see exp_neg_coarse), logits within

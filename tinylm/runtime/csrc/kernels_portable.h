@@ -1,7 +1,8 @@
 /* The portable C kernels, as static functions: kernels_portable.c is made of them and the
    pair kernel in C (with kernels_pairs.h), and the kernel file of another CPU takes from here
    the ones it has nothing faster for (each file compiles its own copy, inlined where it is
-   used). The arithmetic is matvec's, in tinylm.c. */
+   used). The arithmetic is matvec's, in tinylm.c. Attention's loops, which every CPU takes,
+   are defined here whole (at the end). */
 #ifndef TINYLM_KERNELS_PORTABLE_H
 #define TINYLM_KERNELS_PORTABLE_H
 
@@ -121,6 +122,67 @@ static inline uint64_t exp_weights(int32_t *logits, uint32_t n, int32_t top,
         carries += low < p;
     }
     return (uint64_t)carries << 32 | low;
+}
+
+/* Attention's loops (kernels.h), which every CPU runs in this C: defined here whole, once per
+   build as each build compiles one kernel file, rather than as static functions for a wrapper
+   in each kernel file (inlined into one, gcc gave the Cortex-M0+ loop worse registers: 37,000
+   cycles a token more).
+
+   tlm_key_dots: when head_dim is a multiple of 4 the cache rows are word-aligned and a key's
+   int8 values are read four to a word: a Cortex-M0+ has byte loads only with a register
+   offset, so this takes fewer instructions than a load per value. */
+VECTOR_CLONES void tlm_key_dots(int32_t *restrict w, const int32_t *restrict q,
+                                const int8_t *restrict k, uint32_t hd, size_t stride,
+                                uint32_t positions) {
+    if (hd % 4 == 0)
+        for (uint32_t t = 0; t < positions; t++, k += stride) {
+            int32_t sum = 0;
+            for (uint32_t d = 0; d < hd; d += 4) {   /* little-endian: k[d] is the low byte */
+                uint32_t word = *(const uint32_t *)(const void *)(k + d);
+                sum += q[d] * (int8_t)word + q[d + 1] * (int8_t)(word >> 8) +
+                       q[d + 2] * (int8_t)(word >> 16) + q[d + 3] * ((int32_t)word >> 24);
+            }
+            w[t] = sum;
+        }
+    else
+        for (uint32_t t = 0; t < positions; t++, k += stride) {
+            int32_t sum = 0;
+            for (uint32_t d = 0; d < hd; d++) sum += q[d] * k[d];
+            w[t] = sum;
+        }
+}
+
+/* tlm_value_sums: four dimensions at a time over all positions, their sums in registers,
+   when head_dim is a multiple of 4 (so each position's four int8 values are one aligned
+   word), else two. */
+VECTOR_CLONES void tlm_value_sums(int32_t *restrict sums, const int32_t *restrict w,
+                                  const int8_t *restrict v, uint32_t hd, size_t stride,
+                                  uint32_t positions) {
+    uint32_t d = 0;
+    if (hd % 4 == 0)
+        for (; d < hd; d += 4) {
+            const int8_t *restrict row = v + d;
+            int32_t sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0;
+            for (uint32_t t = 0; t < positions; t++, row += stride) {
+                uint32_t word = *(const uint32_t *)(const void *)row;   /* little-endian */
+                int32_t weight = w[t];
+                sum0 += weight * (int8_t)word;
+                sum1 += weight * (int8_t)(word >> 8);
+                sum2 += weight * (int8_t)(word >> 16);
+                sum3 += weight * ((int32_t)word >> 24);
+            }
+            sums[d] = sum0, sums[d + 1] = sum1, sums[d + 2] = sum2, sums[d + 3] = sum3;
+        }
+    for (; d < hd; d += 2) {
+        const int8_t *restrict row = v + d;
+        int32_t sum0 = 0, sum1 = 0;
+        for (uint32_t t = 0; t < positions; t++, row += stride) {
+            sum0 += w[t] * row[0];
+            sum1 += w[t] * row[1];
+        }
+        sums[d] = sum0, sums[d + 1] = sum1;
+    }
 }
 
 #endif

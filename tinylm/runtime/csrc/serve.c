@@ -62,6 +62,7 @@ void tlm_server_init(tlm_server *s, const tlm_io *io, const char *board, const v
     s->model_bytes = bytes;
     s->model_room = model_room;
     s->weights = 0;
+    s->sram_weights = 0;
     s->model_code = s->model_error = 0;
     s->temperature_q16 = TEMPERATURE_Q16;
     s->top_k = 0;
@@ -87,17 +88,49 @@ void tlm_server_init(tlm_server *s, const tlm_io *io, const char *board, const v
     }
 }
 
-const uint8_t *tlm_copy_model_if_it_fits(const uint8_t *model, size_t model_room,
-                                         uint8_t **memory, size_t *memory_size) {
-    tlm_model probe;
-    if (tlm_load(&probe, model, model_room) != 0) return model;
-    size_t copy = (probe.file_size + 15u) & ~(size_t)15;
-    if (copy + tlm_arena_size(&probe, probe.max_seq_len) > *memory_size) return model;
-    uint8_t *to = *memory;
-    for (uint32_t i = 0; i < probe.file_size; i++) to[i] = model[i];
-    *memory += copy;
-    *memory_size -= copy;
-    return to;
+tlm_sram_plan tlm_plan_sram(const tlm_model *m, size_t memory, uint32_t context) {
+    size_t whole = (m->file_size + 15u) & ~(size_t)15;
+    tlm_sram_plan plan = {context && context <= m->max_seq_len ? context : m->max_seq_len, 0, 0};
+    if (whole <= memory && tlm_arena_size(m, plan.context) <= memory - whole) {
+        plan.copy_end = m->file_size;
+        return plan;
+    }
+    while (plan.context > 1 && tlm_arena_size(m, plan.context) > memory) plan.context--;
+    /* what the arena leaves, in whole 16 bytes: a copy takes its bytes rounded up to 16 */
+    size_t arena = tlm_arena_size(m, plan.context);
+    size_t room = arena < memory ? (memory - arena) & ~(size_t)15 : 0;
+    /* the runs of sections first..j that fit, for each j: the longest (the first of equals) */
+    uint32_t first = 0, from = 0, start, end, unused;
+    for (uint32_t j = 0; tlm_token_section(m, j, &start, &end); j++) {
+        if (first == j) from = start;
+        while (first <= j && end - from > room)
+            if (++first <= j) tlm_token_section(m, first, &from, &unused);
+        if (first <= j && end - from > plan.copy_end - plan.copy_start)
+            plan.copy_start = from, plan.copy_end = end;
+    }
+    return plan;
+}
+
+void tlm_server_place(tlm_server *s, uint8_t *memory, size_t memory_size, uint32_t context) {
+    if (s->model_code) return;
+    tlm_model *m = &s->model;
+    tlm_sram_plan plan = tlm_plan_sram(m, memory_size, context);
+    uint32_t n = plan.copy_end - plan.copy_start;
+    for (uint32_t i = 0; i < n; i++) memory[i] = m->file[plan.copy_start + i];
+    if (n == m->file_size) {   /* all of it: the model is the copy */
+        tlm_load(m, memory, n);
+        s->model_bytes = memory;
+        s->model_room = n;
+        s->weights = "sram";
+    } else {
+        m->copy = memory;
+        m->copy_start = plan.copy_start;
+        m->copy_end = plan.copy_end;
+        s->weights = "flash";
+    }
+    s->sram_weights = n;
+    size_t used = (n + 15u) & ~(size_t)15;
+    tlm_init(&s->state, m, memory + used, memory_size - used, plan.context);
 }
 
 void tlm_server_hello(tlm_server *s) {
@@ -138,6 +171,10 @@ void tlm_server_hello(tlm_server *s) {
     if (s->weights) {
         put(s, " weights=");
         put(s, s->weights);
+    }
+    if (s->sram_weights) {
+        put(s, " sram_weights=");
+        put_u32(s, s->sram_weights);
     }
     put(s, "\n");
 }

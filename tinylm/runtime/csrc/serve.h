@@ -37,6 +37,7 @@ typedef struct {
     size_t model_room;               /* bytes readable at model_bytes */
     const char *weights;             /* for @ready, where the weights are read from ("sram",
                                         "flash"); NULL (tlm_server_init's choice) leaves it out */
+    uint32_t sram_weights;           /* bytes of the file copied to SRAM (tlm_server_place) */
     /* sampling for every answer; tlm_server_init sets `tinylm run`'s defaults */
     uint32_t temperature_q16, top_k, top_p_q16, max_tokens;
     uint64_t seed;                   /* the sampler is reseeded with it for every prompt */
@@ -54,14 +55,25 @@ void tlm_server_init(tlm_server *s, const tlm_io *io, const char *board, const v
                      size_t model_room, const char *where, const char *how_to_flash,
                      void *arena, size_t arena_size);
 
-/* Every token reads every weight. From flash, reads go through a small cache (16 KB on the
-   RP2040) that a larger model streams through at the flash chip's pace; RAM has no such wait.
-   So a firmware may copy the model to the start of its RAM when it fits there beside the arena
-   for the model's whole context. Returns the copy (and moves *memory and *memory_size past it,
-   keeping 16-byte alignment), or `model` itself when it does not fit or is not a usable model
-   (tlm_server_init then says why). */
-const uint8_t *tlm_copy_model_if_it_fits(const uint8_t *model, size_t model_room,
-                                         uint8_t **memory, size_t *memory_size);
+/* What a firmware keeps in `memory` bytes of its SRAM for a model read from flash, where every
+   token's reads go through a small cache (16 KB on the RP2040) that a larger model streams
+   through at the flash chip's pace; SRAM has no such wait. The runtime's arena for `context`
+   tokens (0, or a context whose arena does not fit: the model's, or else the longest that
+   fits), and before it a copy of bytes copy_start..copy_end-1 of the file: the whole file when
+   it fits beside the arena (then context 0 is the model's), else the longest run of the
+   sections every token reads (tlm_token_section) that fits in the rest, or none (0, 0).
+   tinylm/boards/memplan.py plans the same (docs/flashing.md). */
+typedef struct {
+    uint32_t context, copy_start, copy_end;
+} tlm_sram_plan;
+
+tlm_sram_plan tlm_plan_sram(const tlm_model *m, size_t memory, uint32_t context);
+
+/* After tlm_server_init with the model in flash: puts in `memory` (16-byte aligned) what
+   tlm_plan_sram plans, and the state's arena after it (set tlm_state's run_both after this).
+   @ready then says weights=sram (the whole model copied) or weights=flash, and sram_weights=
+   the bytes of the file in SRAM. Nothing when there is no usable model. */
+void tlm_server_place(tlm_server *s, uint8_t *memory, size_t memory_size, uint32_t context);
 
 /* Sends the @ready line, or the @error line when there is no usable model. */
 void tlm_server_hello(tlm_server *s);

@@ -215,6 +215,20 @@ static uint32_t n_required(const tlm_model *m) {
     return 4 + N_LAYER_TENSORS * m->n_layers + !m->tie_embeddings;
 }
 
+/* A section's bytes: in the copy of them a firmware made (tlm_model.copy), else in the file */
+static const uint8_t *section_data(const tlm_model *m, entry e) {
+    uint32_t at = e.offset - m->copy_start;
+    return at < m->copy_end - m->copy_start ? m->copy + at : m->file + e.offset;
+}
+
+int tlm_token_section(const tlm_model *m, uint32_t i, uint32_t *start, uint32_t *end) {
+    uint32_t section = i + 3 - m->tie_embeddings;   /* from tok_emb (2), or layer 0 (3) */
+    if (section >= n_required(m)) return 0;
+    entry e = get_entry(m, section);
+    *start = e.offset, *end = e.offset + e.size;
+    return 1;
+}
+
 static void expected_id(const tlm_model *m, uint32_t i, uint32_t *kind, uint32_t *layer) {
     *layer = 0;
     if (i < 3) *kind = i + 1;                                    /* tokenizer, rope, tok_emb */
@@ -395,6 +409,12 @@ const char *tlm_load(tlm_model *m, const void *data, size_t size) {
 
 /* ---- memory ----------------------------------------------------------------------------- */
 
+/* Words of s->scratch: a weight per position for each half of the heads (attention_heads),
+   the sampler's order of the vocabulary (uint16), or a matrix's packed input. */
+static uint32_t scratch_words(const tlm_model *m, uint32_t context) {
+    return 2 * context > m->vocab_size / 2 ? 2 * context : m->vocab_size / 2;
+}
+
 /* Carve the arena into buffers (or, with base NULL, just add up their sizes). The sum is
    64-bit: a file's largest shapes and context need gigabytes, more than a 32-bit size_t. */
 static uint64_t layout(tlm_state *s, const tlm_model *m, uint8_t *base, uint32_t context) {
@@ -402,7 +422,6 @@ static uint64_t layout(tlm_state *s, const tlm_model *m, uint8_t *base, uint32_t
     uint32_t q_dim = m->n_heads * m->head_dim, kv_dim = m->n_kv_heads * m->head_dim;
     uint32_t widest = m->dim > m->hidden_dim ? m->dim : m->hidden_dim;
     uint32_t hidden = m->hidden_dim > kv_dim ? m->hidden_dim : kv_dim;   /* also holds k, v */
-    uint32_t scratch = 4 * context > 2 * m->vocab_size ? 4 * context : 2 * m->vocab_size;
     if (q_dim > widest) widest = q_dim;
 #define TAKE(field, type, count)                                                        \
     do {                                                                                \
@@ -415,7 +434,7 @@ static uint64_t layout(tlm_state *s, const tlm_model *m, uint8_t *base, uint32_t
     TAKE(a, int32_t, hidden);
     TAKE(b, int32_t, hidden);
     TAKE(logits, int32_t, m->vocab_size);
-    TAKE(scratch, int32_t, scratch / 4);
+    TAKE(scratch, int32_t, scratch_words(m, context));
     TAKE(xq, int16_t, widest);
     TAKE(kcache, int8_t, (uint64_t)m->n_layers * context * kv_dim);
     TAKE(vcache, int8_t, (uint64_t)m->n_layers * context * kv_dim);
@@ -487,12 +506,11 @@ static input prepare_input(tlm_state *s, const int32_t *x, uint32_t section) {
     entry e = get_entry(m, section);
     uint32_t group = m->group_size, cols = e.cols, bits = e.dtype == Q8 ? 8 : 4;
     uint32_t n_groups = e.dtype != F32 ? (cols + group - 1) / group : 0;
-    uint32_t scratch_words = (4 * s->context > 2 * m->vocab_size ? 4 * s->context
-                                                                : 2 * m->vocab_size) / 4;
+    uint32_t room = scratch_words(m, s->context);
     input in = {x, find_scale(x, cols, INPUT_TOP), 0};
     const int16_t *q = s->xq;
     for (uint32_t j = 0; j < cols; j++) s->xq[j] = (int16_t)to_int8(x[j], in.scale);
-    if (!n_groups || cols / 2 + n_groups > scratch_words) return in;
+    if (!n_groups || cols / 2 + n_groups > room) return in;
     int32_t *packed = s->scratch, *correction = packed + cols / 2;
     if (bits == 8 && cols % 4 == 0 && group % 4 == 0 && tlm_packed_pairs) {
         in.packed = 8;
@@ -517,6 +535,12 @@ static input prepare_input(tlm_state *s, const int32_t *x, uint32_t section) {
     return in;
 }
 
+/* task(arg, 0) and task(arg, 1): at once on two cores (tlm_state.run_both), else in turn. */
+static void on_both_cores(tlm_state *s, void (*task)(void *arg, uint32_t part), void *arg) {
+    if (s->run_both) s->run_both(s->run_both_ctx, task, arg);
+    else task(arg, 0), task(arg, 1);
+}
+
 /* The two halves of the rows, split at a multiple of 4 so that quads and pairs stay whole. */
 static void product_half(void *arg, uint32_t part) {
     const product *p = (const product *)arg;
@@ -528,7 +552,7 @@ static void product_half(void *arg, uint32_t part) {
 static void matvec(tlm_state *s, int32_t *y, uint32_t section, const input *in) {
     const tlm_model *m = s->m;
     entry e = get_entry(m, section);
-    const uint8_t *w = m->file + e.offset;
+    const uint8_t *w = section_data(m, e);
 #if TLM_FLOAT_WEIGHTS
     if (e.dtype == F32) {   /* float weights: add up in order, as the NumPy reference */
         for (uint32_t i = 0; i < e.rows; i++) {
@@ -552,11 +576,7 @@ static void matvec(tlm_state *s, int32_t *y, uint32_t section, const input *in) 
     p.pairs = in->packed == 8 && e.dtype == Q8 && (uintptr_t)w % 4 == 0 &&
               p.n_groups <= PAIR_SUMS / 2;
     p.nibbles = in->packed == 4 && e.dtype == Q4 && (uintptr_t)w % 4 == 0;
-    if (s->run_both) s->run_both(s->run_both_ctx, product_half, &p);
-    else {
-        product_half(&p, 0);
-        product_half(&p, 1);
-    }
+    on_both_cores(s, product_half, &p);
 }
 
 /* RMSNorm in 32 bits: x shifted down to `bits` bits so that dim squares add up below 2^31;
@@ -565,8 +585,8 @@ static void matvec(tlm_state *s, int32_t *y, uint32_t section, const input *in) 
 static void rmsnorm(const tlm_model *m, int32_t *out, const int32_t *x, uint32_t section) {
     /* float32 weights, as words (sections are 16-byte aligned), converted as they are used:
        a copy in Q16 would cost the arena 4 dim bytes per norm */
-    const uint32_t *weight = (const uint32_t *)(const void *)(m->file +
-                                                               get_entry(m, section).offset);
+    entry e = get_entry(m, section);
+    const uint32_t *weight = (const uint32_t *)(const void *)section_data(m, e);
     uint32_t a = 0, sum = 0;
     int dim_bits = bit_length(m->dim), bits = (31 - dim_bits) / 2, p = 13 - (dim_bits + 1) / 2;
     for (uint32_t j = 0; j < m->dim; j++) {
@@ -609,64 +629,6 @@ static void rope(const tlm_model *m, int32_t *v, uint32_t n_heads, uint32_t pos)
         }
 }
 
-/* w[t] = q . k_t for the keys of `positions` positions, stride bytes apart. When head_dim
-   is a multiple of 4 the cache rows are word-aligned and a key's int8 values are read four to
-   a word: a Cortex-M0+ has byte loads only with a register offset, so this takes fewer
-   instructions than a load per value. A loop of its own: inside the attention's loop over
-   positions the compiler runs out of registers. */
-NOINLINE static void key_dots(int32_t *restrict w, const int32_t *restrict q,
-                              const int8_t *restrict k, uint32_t hd, size_t stride,
-                              uint32_t positions) {
-    if (hd % 4 == 0)
-        for (uint32_t t = 0; t < positions; t++, k += stride) {
-            int32_t sum = 0;
-            for (uint32_t d = 0; d < hd; d += 4) {   /* little-endian: k[d] is the low byte */
-                uint32_t word = *(const uint32_t *)(const void *)(k + d);
-                sum += q[d] * (int8_t)word + q[d + 1] * (int8_t)(word >> 8) +
-                       q[d + 2] * (int8_t)(word >> 16) + q[d + 3] * ((int32_t)word >> 24);
-            }
-            w[t] = sum;
-        }
-    else
-        for (uint32_t t = 0; t < positions; t++, k += stride) {
-            int32_t sum = 0;
-            for (uint32_t d = 0; d < hd; d++) sum += q[d] * k[d];
-            w[t] = sum;
-        }
-}
-
-/* sums[d] = sum_t w[t] v_t[d] over the values of `positions` positions, stride bytes apart:
-   four dimensions at a time over all positions, their sums in registers, when head_dim is a
-   multiple of 4 (so each position's four int8 values are one aligned word), else two. */
-NOINLINE static void value_sums(int32_t *restrict sums, const int32_t *restrict w,
-                                const int8_t *restrict v, uint32_t hd, size_t stride,
-                                uint32_t positions) {
-    uint32_t d = 0;
-    if (hd % 4 == 0)
-        for (; d < hd; d += 4) {
-            const int8_t *restrict row = v + d;
-            int32_t sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0;
-            for (uint32_t t = 0; t < positions; t++, row += stride) {
-                uint32_t word = *(const uint32_t *)(const void *)row;   /* little-endian */
-                int32_t weight = w[t];
-                sum0 += weight * (int8_t)word;
-                sum1 += weight * (int8_t)(word >> 8);
-                sum2 += weight * (int8_t)(word >> 16);
-                sum3 += weight * ((int32_t)word >> 24);
-            }
-            sums[d] = sum0, sums[d + 1] = sum1, sums[d + 2] = sum2, sums[d + 3] = sum3;
-        }
-    for (; d < hd; d += 2) {
-        const int8_t *restrict row = v + d;
-        int32_t sum0 = 0, sum1 = 0;
-        for (uint32_t t = 0; t < positions; t++, row += stride) {
-            sum0 += w[t] * row[0];
-            sum1 += w[t] * row[1];
-        }
-        sums[d] = sum0, sums[d + 1] = sum1;
-    }
-}
-
 /* Bits of the rounded queries: |q . k| * 15 < 2^31 needs 2^(bits - 1) * 127 * 15 * head_dim
    below it, so 16 bits up to head_dim 32, one less for each doubling beyond. */
 static int query_bits(uint32_t head_dim) {
@@ -674,62 +636,79 @@ static int query_bits(uint32_t head_dim) {
     return extra > 0 ? 16 - extra : 16;
 }
 
-static void attention(tlm_state *s, uint32_t layer, int32_t *out) {
+/* Head h of the attention of the current position over the cache (its query rotated and
+   scaled: attention_heads), reading kv head kv: the weighted sum of the values into
+   out[h * head_dim ...]; w holds a weight per position. A function of its own: inlined, its
+   loops over the positions got worse registers (6,000 more cycles a token on a Cortex-M0+). */
+NOINLINE static void attention_head(tlm_state *s, uint32_t layer, uint32_t h, uint32_t kv,
+                                    int32_t *out, int32_t *restrict w) {
     const tlm_model *m = s->m;
-    uint32_t hd = m->head_dim, kv_heads = m->n_kv_heads, group = m->n_heads / kv_heads;
+    uint32_t hd = m->head_dim, kv_heads = m->n_kv_heads;
     size_t base_pos = (size_t)layer * s->context;
     uint32_t positions = s->pos + 1;   /* in a register: the stores below could alias s */
     size_t stride = (size_t)kv_heads * hd;   /* from a position's key or value to the next */
-    int32_t *restrict w = s->scratch;
-    {   /* fold 1/sqrt(head_dim) into q, then round q per head */
-        int32_t inv_sqrt = s->inv_sqrt_head_dim;
-        for (uint32_t j = 0; j < m->n_heads * hd; j++)   /* q in 15-bit halves */
-            s->q[j] = (s->q[j] >> 15) * inv_sqrt +
-                      rshift_round((s->q[j] & 0x7FFF) * inv_sqrt, 15);
+    int32_t *qh = s->q + h * hd;
+    int e_q = quantize_pow2(qh, hd, query_bits(hd));
+    int32_t top = -LIMIT;
+    int top_exp = -64;
+    tlm_key_dots(w, qh, s->kcache + (base_pos * kv_heads + kv) * hd, hd, stride, positions);
+    /* the positions' scale codes, kv_heads apart */
+    const uint8_t *k_codes = s->kscale + base_pos * kv_heads + kv;
+    const uint8_t *v_codes = s->vscale + base_pos * kv_heads + kv;
+    for (uint32_t t = 0; t < positions; t++) {
+        uint8_t code = k_codes[t * kv_heads];
+        int32_t score = scale_sat(w[t] * (8 + (code & 7)), 16 - e_q - ((code >> 3) - 10));
+        w[t] = score;
+        if (score > top) top = score;
+        int v_exp = (v_codes[t * kv_heads] >> 3) - 10;
+        if (v_exp > top_exp) top_exp = v_exp;
     }
-    for (uint32_t h = 0; h < m->n_heads; h++) {
-        uint32_t kv = h / group;
-        int e_q = quantize_pow2(s->q + h * hd, hd, query_bits(hd));
-        const int32_t *qh = s->q + h * hd;
-        int32_t top = -LIMIT;
-        int top_exp = -64;
-        key_dots(w, qh, s->kcache + (base_pos * kv_heads + kv) * hd, hd, stride, positions);
-        /* the positions' scale codes, kv_heads apart */
-        const uint8_t *k_codes = s->kscale + base_pos * kv_heads + kv;
-        const uint8_t *v_codes = s->vscale + base_pos * kv_heads + kv;
-        for (uint32_t t = 0; t < positions; t++) {
-            uint8_t code = k_codes[t * kv_heads];
-            int32_t score = scale_sat(w[t] * (8 + (code & 7)), 16 - e_q - ((code >> 3) - 10));
-            w[t] = score;
-            if (score > top) top = score;
-            int v_exp = (v_codes[t * kv_heads] >> 3) - 10;
-            if (v_exp > top_exp) top_exp = v_exp;
-        }
-        uint32_t total = 0, norm = 0;
-        for (uint32_t t = 0; t < positions; t++) {   /* Q16 weights, the top one 65535 */
-            int32_t z = w[t] - top;
-            /* below e^-12 the weight rounds to 0 (exp_neg < 2^13 there): skip the exp */
-            w[t] = z < -(12 << 16) ? 0 : exp_neg(z) >> 14;
-            total += (uint32_t)w[t];
-        }
-        /* weights cut to 15 bits of their total, norm < 2^16: then each sum below, of
-           weight * m * v8 <= norm * 15 * 127, stays under 2^28 */
-        int cut = bit_length(total) - 15;
-        /* out = sum_t w_t v_t / norm, v_t = v8 m_t 2^k_t, summed in units of 2^top_exp: the
-           factor w_t m_t of a smaller k_t is rounded to them (kept in w) */
-        for (uint32_t t = 0; t < positions; t++) {
-            uint8_t code = v_codes[t * kv_heads];
-            int32_t weight = rshift_round(w[t], cut);
-            norm += (uint32_t)weight;
-            w[t] = rshift_round(weight * (8 + (code & 7)), top_exp - ((code >> 3) - 10));
-        }
-        if (norm == 0) norm = 1;   /* only past 2^15 positions */
-        int32_t *sums = out + h * hd;
-        value_sums(sums, w, s->vcache + (base_pos * kv_heads + kv) * hd, hd, stride, positions);
-        for (uint32_t d = 0; d < hd; d++)   /* 3 bits below the unit: far finer than the
-                                               cache's own steps of 8..15 units */
-            sums[d] = scale_sat(div_round(sums[d] * 8, (int32_t)norm), 3 - top_exp);
+    uint32_t total = 0, norm = 0;
+    for (uint32_t t = 0; t < positions; t++) {   /* Q16 weights, the top one 65535 */
+        int32_t z = w[t] - top;
+        /* below e^-12 the weight rounds to 0 (exp_neg < 2^13 there): skip the exp */
+        w[t] = z < -(12 << 16) ? 0 : exp_neg(z) >> 14;
+        total += (uint32_t)w[t];
     }
+    /* weights cut to 15 bits of their total, norm < 2^16: then each sum below, of
+       weight * m * v8 <= norm * 15 * 127, stays under 2^28 */
+    int cut = bit_length(total) - 15;
+    /* out = sum_t w_t v_t / norm, v_t = v8 m_t 2^k_t, summed in units of 2^top_exp: the
+       factor w_t m_t of a smaller k_t is rounded to them (kept in w) */
+    for (uint32_t t = 0; t < positions; t++) {
+        uint8_t code = v_codes[t * kv_heads];
+        int32_t weight = rshift_round(w[t], cut);
+        norm += (uint32_t)weight;
+        w[t] = rshift_round(weight * (8 + (code & 7)), top_exp - ((code >> 3) - 10));
+    }
+    if (norm == 0) norm = 1;   /* only past 2^15 positions */
+    int32_t *sums = out + h * hd;
+    tlm_value_sums(sums, w, s->vcache + (base_pos * kv_heads + kv) * hd, hd, stride, positions);
+    for (uint32_t d = 0; d < hd; d++)   /* 3 bits below the unit: far finer than the
+                                           cache's own steps of 8..15 units */
+        sums[d] = scale_sat(div_round(sums[d] * 8, (int32_t)norm), 3 - top_exp);
+}
+
+typedef struct {
+    tlm_state *s;
+    uint32_t layer;
+    int32_t *out;
+} heads;
+
+/* The first half of the heads, or the rest, each half with its own weights in s->scratch:
+   their queries rotated, with 1/sqrt(head_dim) folded in, then each head's attention. */
+static void attention_heads(void *arg, uint32_t part) {
+    const heads *a = (const heads *)arg;
+    tlm_state *s = a->s;
+    const tlm_model *m = s->m;
+    uint32_t n = m->n_heads, first = part ? n / 2 : 0, end = part ? n : n / 2;
+    uint32_t hd = m->head_dim, group = n / m->n_kv_heads;
+    int32_t inv_sqrt = s->inv_sqrt_head_dim, *q = s->q;
+    rope(m, q + first * hd, end - first, s->pos);
+    for (uint32_t j = first * hd; j < end * hd; j++)   /* q in 15-bit halves */
+        q[j] = (q[j] >> 15) * inv_sqrt + rshift_round((q[j] & 0x7FFF) * inv_sqrt, 15);
+    for (uint32_t h = first; h < end; h++)
+        attention_head(s, a->layer, h, h / group, a->out, s->scratch + part * s->context);
 }
 
 /* 1 / (1 + i/64) in Q16, rounded, i = 0..65: sigmoid without a division */
@@ -770,7 +749,7 @@ int32_t *tlm_forward(tlm_state *s, uint32_t token) {
     if (s->pos >= s->context || token >= m->vocab_size) return NULL;
     {   /* embedding row, dequantized to Q16 */
         entry e = get_entry(m, 2);
-        const uint8_t *w = m->file + e.offset;
+        const uint8_t *w = section_data(m, e);
         if (e.dtype == F32) {
             for (uint32_t j = 0; j < m->dim; j++)
                 s->x[j] = q16_from_f32(rd32(w + 4 * ((size_t)token * m->dim + j)));
@@ -796,15 +775,15 @@ int32_t *tlm_forward(tlm_state *s, uint32_t token) {
         matvec(s, s->q, sec + 1, &in);
         matvec(s, s->a, sec + 2, &in);            /* k and v, through the hidden buffers */
         matvec(s, s->b, sec + 3, &in);
-        rope(m, s->q, m->n_heads, s->pos);
-        rope(m, s->a, m->n_kv_heads, s->pos);
+        rope(m, s->a, m->n_kv_heads, s->pos);   /* the queries' in attention_head */
         for (uint32_t kv = 0; kv < m->n_kv_heads; kv++) {
             s->kscale[slot + kv] = quantize_code(s->kcache + (slot + kv) * m->head_dim,
                                                  s->a + kv * m->head_dim, m->head_dim);
             s->vscale[slot + kv] = quantize_code(s->vcache + (slot + kv) * m->head_dim,
                                                  s->b + kv * m->head_dim, m->head_dim);
         }
-        attention(s, l, s->h);
+        heads attention = {s, l, s->h};
+        on_both_cores(s, attention_heads, &attention);
         in = prepare_input(s, s->h, sec + 4);
         matvec(s, s->a, sec + 4, &in);
         add(s->x, s->a, m->dim);
@@ -894,7 +873,24 @@ static uint32_t select_top(const uint32_t *p, uint16_t *order, uint32_t n, uint6
     return lo;
 }
 
-uint32_t tlm_sample(tlm_sampler *smp, int32_t *logits, uint32_t vocab_size, uint16_t *order) {
+typedef struct {
+    int32_t *logits;
+    uint32_t n;
+    int32_t top;
+    uint64_t mass[2];
+} exps;
+
+/* The sampler's weights of the first half of the logits, or of the rest */
+static void exp_half(void *arg, uint32_t part) {
+    exps *e = (exps *)arg;
+    uint32_t half = e->n / 2, first = part ? half : 0;
+    e->mass[part] = tlm_exp_weights(e->logits + first, (part ? e->n : half) - first, e->top,
+                                    EXP2_TABLE);
+}
+
+/* tlm_sample, with the exps on both cores of s (NULL: one) */
+static uint32_t sample(tlm_state *s, tlm_sampler *smp, int32_t *logits, uint32_t vocab_size,
+                       uint16_t *order) {
     uint32_t best = 0, n = vocab_size, temperature = smp->temperature_q16;
     int32_t top = logits[0];
     for (uint32_t i = 1; i < vocab_size; i++)
@@ -911,7 +907,10 @@ uint32_t tlm_sample(tlm_sampler *smp, int32_t *logits, uint32_t vocab_size, uint
         top = 0;
     }
     uint32_t *p = (uint32_t *)logits;
-    uint64_t mass = tlm_exp_weights(logits, vocab_size, top, EXP2_TABLE);
+    exps e = {logits, vocab_size, top, {0, 0}};
+    if (s) on_both_cores(s, exp_half, &e);
+    else exp_half(&e, 0), exp_half(&e, 1);
+    uint64_t mass = e.mass[0] + e.mass[1];
     int sorted = smp->top_k > 0 || smp->top_p_q16 < ONE, by_top_k = 0;
     uint32_t kept = n;
     if (sorted) {
@@ -953,6 +952,10 @@ uint32_t tlm_sample(tlm_sampler *smp, int32_t *logits, uint32_t vocab_size, uint
     return best;   /* not reached: r < mass */
 }
 
+uint32_t tlm_sample(tlm_sampler *smp, int32_t *logits, uint32_t vocab_size, uint16_t *order) {
+    return sample(NULL, smp, logits, vocab_size, order);
+}
+
 void tlm_reset(tlm_state *s) {
     s->pos = 0;
     s->pending = -1;
@@ -974,7 +977,7 @@ int32_t tlm_next(tlm_state *s, tlm_sampler *smp) {
     if (s->pending >= 0) {
         if (s->pos + 1 >= s->context || !tlm_forward(s, (uint32_t)s->pending)) return -1;
     }
-    uint32_t t = tlm_sample(smp, s->logits, m->vocab_size, (uint16_t *)(void *)s->scratch);
+    uint32_t t = sample(s, smp, s->logits, m->vocab_size, (uint16_t *)(void *)s->scratch);
     if (t == m->bos_id || t == m->eos_id || (m->chat && t == m->chat_end)) return -1;
     s->pending = (int32_t)t;
     return (int32_t)t;

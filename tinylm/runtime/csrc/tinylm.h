@@ -44,6 +44,11 @@ typedef struct {
     uint32_t n_merges, n_chars, n_specials, bos_id, eos_id, split_rule, dummy_prefix;
     const uint32_t *byte_ids, *specials, *offsets, *merges, *chars;
     const uint8_t *pieces;
+    /* Optional, for a model in slow memory (set after tlm_load): bytes copy_start..copy_end-1
+       of the file are read from `copy`, a copy of them in faster memory, 16-byte aligned;
+       tlm_token_section says which are worth it (a firmware's choice: serve.c). */
+    const uint8_t *copy;
+    uint32_t copy_start, copy_end;
 } tlm_model;
 
 typedef struct {
@@ -68,6 +73,10 @@ typedef struct {
 } tlm_sampler;
 
 const char *tlm_load(tlm_model *m, const void *data, size_t size);
+/* The sections every token reads whole, consecutive in the file: the norms and matrices, and
+   the embedding table when it is also the output matrix (else a token reads one row of it).
+   The i-th as its bytes [*start, *end) in the file; 0 when there are fewer. */
+int tlm_token_section(const tlm_model *m, uint32_t i, uint32_t *start, uint32_t *end);
 /* The arena's bytes for `context` tokens (0: the model's); SIZE_MAX when this CPU's address
    space cannot hold it (a long context on a 32-bit CPU). */
 size_t tlm_arena_size(const tlm_model *m, uint32_t context);
