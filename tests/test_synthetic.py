@@ -5,6 +5,10 @@ so the rounds are tested with a fake one that does, predictably; the tiny Gemma-
 checks the real code path, through to a distilled chat student."""
 import json
 import multiprocessing
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -92,6 +96,34 @@ def test_a_killed_run_resumes_to_the_dataset_of_an_uninterrupted_one(tmp_path):
     assert rows(tmp_path / "killed") == rows(tmp_path / "clean")
     with pytest.raises(ValueError, match="other settings .*count: 24"):
         synthetic.run(settings(tmp_path / "killed", count=30), FakeTeacher())
+
+
+def test_a_kill_9_of_the_command_resumes_to_the_dataset_of_an_uninterrupted_run(tmp_path):
+    """A real SIGKILL of `tinylm synthesize` with the tiny teacher while it writes shards (one
+    request each): the rerun keeps what was written and ends with the clean run's dataset."""
+    pytest.importorskip("torch", reason="PyTorch not installed")
+    from tiny_teacher import make_tiny_gemma
+    teacher = make_tiny_gemma(tmp_path / "teacher")
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("Tom met a cat at the park. Who did Tom meet?\n")
+    command = [sys.executable, "-m", "tinylm", "synthesize", "--teacher", str(teacher),
+               "--seeds", str(seeds), "--count", "12", "--similarity", "0.95",
+               "--prompt-tokens", "12", "--max-new-tokens", "12", "--shard-size", "1"]
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    process = subprocess.Popen([*command, "--out", str(killed)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(list(killed.glob("work/*/shard-*.jsonl"))) < 3 and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    written = {path: path.read_bytes() for path in killed.glob("work/*/shard-*.jsonl")}
+    assert len(written) >= 3 and not (killed / "dataset_info.json").exists()
+    for out in (killed, clean):
+        subprocess.run([*command, "--out", str(out)], check=True, capture_output=True,
+                       timeout=300)
+    assert all(path.read_bytes() == data for path, data in written.items())
+    assert rows(killed) == rows(clean)
 
 
 def test_two_processes_share_every_round_and_keep_the_same_prompts(tmp_path, monkeypatch):
