@@ -334,9 +334,8 @@ const char *tlm_load(tlm_model *m, const void *data, size_t size) {
         return "this build has no float32 weights (no FPU): quantize to 8 or 4 bits";
     m->chat = rd32(p + 80);   /* the chat turn: token ids, or all 0 for a text model */
     m->chat_user = rd32(p + 84), m->chat_assistant = rd32(p + 88), m->chat_end = rd32(p + 92);
-    if (m->chat > 1 || (m->chat ? m->chat_user >= m->vocab_size || m->chat_assistant >=
-                                      m->vocab_size || m->chat_end >= m->vocab_size
-                                : (m->chat_user | m->chat_assistant | m->chat_end) != 0))
+    uint32_t limit = m->chat ? m->vocab_size : 1;   /* a text model's ids are all 0 */
+    if (m->chat > 1 || m->chat_user >= limit || m->chat_assistant >= limit || m->chat_end >= limit)
         return "bad chat turn: flag or token ids";
     {   /* epsilon * 2^32, rounded half up, from the bits of the double */
         uint64_t man = (eps & (((uint64_t)1 << 52) - 1)) | (eps_exp ? (uint64_t)1 << 52 : 0);
@@ -969,8 +968,7 @@ int tlm_start(tlm_state *s, const uint32_t *prompt, uint32_t n) {
     return 0;
 }
 
-/* As generate.py: <bos>, <eos> or a chat model's end of reply ends the text; the last context
-   slot stays unused. */
+/* As generate.py: <bos>, <eos> or a chat model's end token ends it; the last slot unused. */
 int32_t tlm_next(tlm_state *s, tlm_sampler *smp) {
     const tlm_model *m = s->m;
     if (s->pos == 0) return -1;
