@@ -55,7 +55,8 @@ def demo_command(out, steps, teacher_steps, stories, questions, held_out, seed):
     questions about stories no model saw, before and after, how many are right, and an answer
     of the student in int8 from the C runtime. 3 1/2 to 10 minutes on 2 cores, by how busy
     they are. Without the teacher extra (pip install -e ".[teacher]") the student trains on
-    the stories and the questions' true answers. Afterwards, try `tinylm chat --model DIR/model-int8.bin`."""
+    the stories and the questions' true answers. Afterwards, try
+    `tinylm chat --model DIR/model-int8.bin`."""
     out = Path(out)
     if checkpoint_path(out).exists():
         raise FileExistsError(f"{out} already holds a trained model: remove it or pass --out DIR")
