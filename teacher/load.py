@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from .vocab import end_ids, special_ids
+
 DEFAULT_TEACHER = "google/gemma-3-1b-it"
 DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -44,6 +46,49 @@ class Teacher:
                                   temperature=temperature, top_p=top_p, top_k=0,
                                   max_new_tokens=max_new_tokens)[0, ids.shape[1]:]
         return prompt + self.tokenizer.decode(new, skip_special_tokens=True)
+
+    def chat_context(self, prompt: str) -> list[int]:
+        """The prompt through the chat template, ready for the reply (the template writes
+        <bos>)."""
+        text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                                  tokenize=False, add_generation_prompt=True)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    @torch.no_grad()
+    def continue_ids(self, contexts: list[list[int]], max_new_tokens: int,
+                     temperature: float = 1.0, top_p: float = 1.0,
+                     batch_size: int = 8) -> list[list[int]]:
+        """A continuation of each context (sampled, or greedy at temperature 0), in batches,
+        cut before the first end or special token. Seed torch's generator for repeatable
+        samples."""
+        stops = end_ids(self.tokenizer, self.model.config)
+        stop = special_ids(self.tokenizer) | set(stops)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else stops[0]
+        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) \
+            if temperature > 0 else dict(do_sample=False)
+        outputs = []
+        for start in range(0, len(contexts), batch_size):
+            batch = contexts[start:start + batch_size]
+            width = max(map(len, batch))
+            ids = torch.tensor([[pad] * (width - len(c)) + c for c in batch])   # pad on the left
+            mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in batch])
+            generated = self.model.generate(
+                input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                max_new_tokens=min(max_new_tokens, self.max_len - width - 1),
+                eos_token_id=stops, pad_token_id=pad, **sampling)
+            for row in generated[:, width:].tolist():
+                cut = next((i for i, t in enumerate(row) if t in stop), len(row))
+                outputs.append(row[:cut])
+        return outputs
+
+    def answer(self, prompts: list[str], max_new_tokens: int = 64, temperature: float = 0.0,
+               top_p: float = 1.0, batch_size: int = 16, seed: int = 0) -> list[str]:
+        """The teacher's reply to each prompt, through its chat template: greedy, or sampled
+        (seeded) at a temperature above 0."""
+        torch.manual_seed(seed)
+        replies = self.continue_ids([self.chat_context(p) for p in prompts], max_new_tokens,
+                                    temperature, top_p, batch_size)
+        return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in replies]
 
     @torch.no_grad()
     def bits_per_byte(self, documents: list[str], batch_size: int = 16) -> float:

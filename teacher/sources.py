@@ -2,10 +2,12 @@
 
 Three kinds of record, mixed freely:
     text   a document the teacher reads (scores with one forward pass): from text files, cut
-           into documents as tinylm/text/data.py does, or from a `datasets` source (a hub id or
-           local data files; the "text" column)
-    chat   a prompt, from a file (one per line) or from the built-in prompt generator below,
-           that the teacher answers through its chat template (sampling)
+           into documents as tinylm/text/data.py does, or from a `datasets` source's "text"
+           column (tinylm/text/chat_data.py says what a source can be)
+    chat   a prompt, from a file (one per line), from the built-in prompt generator below or
+           from a `datasets` source's "prompt" column, that the teacher answers through its
+           chat template (sampling); or, when the source also has a "reply" column, a prompt
+           and its reply, which the teacher reads in its chat template (one forward pass)
     free   a text the teacher writes from <bos> alone (sampling), for story-style teachers
 
 The list depends only on the settings (files, counts, seed), so every run and every process
@@ -15,35 +17,34 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
+from tinylm.text.chat_data import load_dataset_source
 from tinylm.text.corpus import ANIMALS, CHARACTERS, PLACES, THINGS
 from tinylm.text.data import read_documents, read_text
 
 
 @dataclass(frozen=True)
 class Record:
-    kind: str                # "text", "chat" or "free"
-    text: str | None = None  # the document (text) or the prompt (chat)
+    kind: str                 # "text", "chat" or "free"
+    text: str | None = None   # the document (text) or the prompt (chat)
+    reply: str | None = None  # a chat prompt's reply, when the corpus has it
 
 
-def read_dataset(source: str, limit: int | None = None) -> list[str]:
-    """The "text" column of a `datasets` source: local data files (.txt, .json, .jsonl, .csv,
-    .parquet) or a hub id, optionally with a split after a colon ("roneneldan/TinyStories:
-    validation"; default train)."""
-    from datasets import load_dataset
-    name, _, split = source.partition(":")
-    path = Path(name)
-    if path.exists():
-        builder = {".txt": "text", ".jsonl": "json"}.get(path.suffix, path.suffix.lstrip("."))
-        dataset = load_dataset(builder, data_files=str(path), split=split or "train")
-    else:
-        dataset = load_dataset(name, split=split or "train")
-    if "text" not in dataset.column_names:
-        raise ValueError(f"{source} has no 'text' column (it has {dataset.column_names})")
+def read_dataset(source: str, limit: int | None = None) -> list[Record]:
+    """The records of a `datasets` source: its "text" column as texts, else its "prompt"
+    column (with its "reply" column, if there is one) as chat records."""
+    dataset = load_dataset_source(source)
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
-    return [t for t in (t.strip() for t in dataset["text"]) if t]
+    columns = dataset.column_names
+    if "text" in columns:
+        return [Record("text", t) for t in (t.strip() for t in dataset["text"]) if t]
+    if "prompt" not in columns:
+        raise ValueError(f"{source} has neither a 'text' nor a 'prompt' column (it has "
+                         f"{columns})")
+    replies = dataset["reply"] if "reply" in columns else [None] * len(dataset)
+    return [Record("chat", prompt.strip(), reply) for prompt, reply in
+            zip(dataset["prompt"], replies) if prompt.strip()]
 
 
 PROMPT_TEMPLATES = [
@@ -70,7 +71,7 @@ def plan_records(data=(), split="auto", dataset=None, dataset_limit=None, prompt
                  synthetic=0, free=0, seed=0) -> list[Record]:
     records = [Record("text", doc) for doc in (read_documents(data, split) if data else [])]
     if dataset:
-        records += [Record("text", doc) for doc in read_dataset(dataset, dataset_limit)]
+        records += read_dataset(dataset, dataset_limit)
     if prompts:
         lines = read_text(prompts).splitlines()
         records += [Record("chat", line.strip()) for line in lines if line.strip()]

@@ -1,8 +1,9 @@
 """Running the teacher over the corpus: its top-k next-token predictions, shard by shard.
 
 For each shard of records (sources.py), in order:
-    1. chat and free records: the teacher writes the text, sampling in batches (chat prompts
-       go through the tokenizer's chat template; free texts start from <bos>)
+    1. chat records without a reply and free records: the teacher writes the text, sampling
+       in batches (chat prompts go through the tokenizer's chat template; free texts start
+       from <bos>)
     2. every text is read back by one forward pass over context + text, where the context is
        the chat template's prompt or <bos>, and at each position the top k tokens and their
        log-probs (log-softmax in float32) are kept
@@ -32,7 +33,7 @@ from tinylm.distillation.targets import (
 )
 from tinylm.training.progress import ProgressBar, duration
 
-from .vocab import special_ids, teacher_vocab
+from .vocab import teacher_vocab
 
 
 @dataclass
@@ -46,21 +47,11 @@ class TargetSettings:
     seed: int = 0
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """"K/N" -> (K, N): this process does shards K-1, K-1+N, K-1+2N, ... (K counts from 1)."""
-    try:
-        k, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard takes K/N, like 1/4, not {text!r}") from None
-    if not 1 <= k <= n:
-        raise ValueError(f"--shard {text}: need 1 <= K <= N")
-    return k, n
-
-
 def records_digest(records) -> str:
     h = hashlib.sha256()
     for r in records:
-        h.update(json.dumps([r.kind, r.text]).encode())
+        h.update(json.dumps([r.kind, r.text] + ([r.reply] if r.reply is not None else []))
+                 .encode())
     return h.hexdigest()[:16]
 
 
@@ -116,12 +107,18 @@ def _shard_pieces(teacher, vocab: TeacherVocab, records, first_index, settings) 
             step = teacher.max_len - 1
             work += [("text", first_index + offset, [bos], ids[i:i + step])
                      for i in range(0, len(ids), step)]
+        elif record.reply is not None:     # a reply the corpus has: read, not written
+            context = teacher.chat_context(record.text)
+            ids = tokenizer(record.reply, add_special_tokens=False, verbose=False)["input_ids"]
+            work.append(("chat", first_index + offset, context,
+                         ids[:max(teacher.max_len - len(context) - 1, 0)]))
     to_sample = [(first_index + offset, r) for offset, r in enumerate(records)
-                 if r.kind != "text"]
-    contexts = [_chat_context(tokenizer, r.text) if r.kind == "chat" else [bos]
+                 if r.kind != "text" and r.reply is None]
+    contexts = [teacher.chat_context(r.text) if r.kind == "chat" else [bos]
                 for _, r in to_sample]
-    for (index, record), context, ids in zip(to_sample, contexts,
-                                             _sample(teacher, vocab, contexts, settings)):
+    written = teacher.continue_ids(contexts, settings.max_new_tokens, settings.temperature,
+                                   settings.top_p, settings.batch_size)
+    for (index, record), context, ids in zip(to_sample, contexts, written):
         work.append((record.kind, index, context, ids))
     work.sort(key=lambda w: w[1])  # plan order
     predictions = _score(teacher, [(context, ids) for _, _, context, ids in work], settings.k)
@@ -135,36 +132,6 @@ def _shard_pieces(teacher, vocab: TeacherVocab, records, first_index, settings) 
                             np.array(ids, np.int32), topk_ids,
                             topk_logprobs))
     return pieces
-
-
-def _chat_context(tokenizer, prompt: str) -> list[int]:
-    """The prompt through the chat template, ready for the reply (the template writes <bos>)."""
-    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-@torch.no_grad()
-def _sample(teacher, vocab, contexts, settings) -> list[list[int]]:
-    """A continuation of each context, cut before the first end or special token."""
-    tokenizer, model = teacher.tokenizer, teacher.model
-    stop = special_ids(tokenizer) | set(vocab.end_ids)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else vocab.end_ids[0]
-    outputs = []
-    for start in range(0, len(contexts), settings.batch_size):
-        batch = contexts[start:start + settings.batch_size]
-        width = max(map(len, batch))
-        ids = torch.tensor([[pad] * (width - len(c)) + c for c in batch])   # pad on the left
-        mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in batch])
-        generated = model.generate(
-            input_ids=ids.to(teacher.device), attention_mask=mask.to(teacher.device),
-            do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=0,
-            max_new_tokens=min(settings.max_new_tokens, teacher.max_len - width - 1),
-            eos_token_id=vocab.end_ids, pad_token_id=pad)
-        for row in generated[:, width:].tolist():
-            cut = next((i for i, t in enumerate(row) if t in stop), len(row))
-            outputs.append(row[:cut])
-    return outputs
 
 
 @torch.no_grad()

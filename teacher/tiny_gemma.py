@@ -79,18 +79,26 @@ def build_model(vocab_size: int, dim: int = 128, n_layers: int = 3, n_heads: int
 def train_tiny_gemma(texts: list[str], folder: str | Path, vocab_size: int = 1024,
                      steps: int = 300, seconds: float | None = None, batch_size: int = 16,
                      seq_len: int = 128, lr: float = 3e-3, seed: int = 0, log=print,
-                     **model_sizes) -> Path:
-    """Build the tokenizer and model, train on `texts` (<bos> text <eos>, concatenated) for
-    `steps` AdamW steps or `seconds`, whichever ends first, and save both to `folder`."""
+                     chats: list[tuple[str, str]] = (), **model_sizes) -> Path:
+    """Build the tokenizer and model, train on `texts` (<bos> text <eos>) and `chats` (prompt
+    and reply through the chat template), shuffled together and concatenated, for `steps`
+    AdamW steps or `seconds`, whichever ends first, and save both to `folder`."""
     folder = Path(folder)
-    tokenizer = build_tokenizer(texts, vocab_size)
+    tokenizer = build_tokenizer([*texts, *(part for chat in chats for part in chat)], vocab_size)
     model = build_model(len(tokenizer), context=max(256, seq_len), seed=seed, **model_sizes)
-    stream = torch.tensor([t for text in texts for t in tokenizer(text)["input_ids"] + [1]])
+    documents = [tokenizer(text)["input_ids"] + [1] for text in texts]
+    documents += [tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}],
+        tokenize=True, return_dict=False) for prompt, reply in chats]
+    order = torch.randperm(len(documents), generator=torch.Generator().manual_seed(seed))
+    stream = torch.tensor([t for i in order.tolist() for t in documents[i]])
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"training a tiny Gemma-3 teacher ({n_params:,} parameters, vocabulary "
-        f"{len(tokenizer):,}) on {plural(len(texts), 'text')} ({len(stream):,} tokens)")
+        f"{len(tokenizer):,}) on {plural(len(texts), 'text')}"
+        + (f" and {plural(len(chats), 'question')}" if chats else "")
+        + f" ({len(stream):,} tokens)")
     started = time.perf_counter()
     model.train()
     for step in range(steps):

@@ -18,6 +18,7 @@ CRC = "CRC mismatch: the file is damaged"
 PAST_END = "section past the end of the file or misaligned"
 TENSOR = "tensor type, shape or size does not match the config"
 DIMENSION = "bad config: a dimension is out of range"
+CHAT = "bad chat turn: flag or token ids"
 
 
 def with_crc(data: bytearray) -> bytes:
@@ -43,6 +44,13 @@ def edit_entry(data: bytes, index: int, field: int, value) -> bytes:
     fields[field] = value
     out = bytearray(data)
     ENTRY.pack_into(out, table, *fields)
+    return with_crc(out)
+
+
+def chat_turn(data: bytes, chat: int, user: int, assistant: int, end: int) -> bytes:
+    """The file with another chat turn in its header (offsets 80-95)."""
+    out = bytearray(data)
+    struct.pack_into("<4I", out, 80, chat, user, assistant, end)
     return with_crc(out)
 
 
@@ -86,6 +94,10 @@ def corpus(good: bytes, seed: int = 0) -> list[tuple[str, bytes, str]]:
         ("bits-5", edit(good, 68, "<B", 5), "bad quantization type or group size"),
         ("group-300", edit(good, 70, "<H", 300) if good[68] != 32 else edit(good, 68, "<B", 0),
          "bad quantization type or group size"),
+        ("chat-flag-2", chat_turn(good, 2, 0, 0, 0), CHAT),
+        ("chat-end-past-vocab", chat_turn(good, 1, 0, 1, struct.unpack_from("<I", good, 16)[0]),
+         CHAT),
+        ("chat-ids-of-a-text-model", chat_turn(good, 0, 5, 0, 0), CHAT),
         ("table-past-end", edit(good, 76, "<I", len(good)), "section table outside the file"),
         ("sections-9999", edit(good, 72, "<I", 9999), "too many sections"),
         ("too-few-sections", edit(good, 72, "<I", 2), "missing section"),

@@ -1,9 +1,12 @@
 """Models for the .bin and C runtime tests: a ~1K-parameter one, a random GQA model with an
-untied head, a briefly trained GQA + untied model, and stories260K when ../shared has it."""
+untied head, a briefly trained GQA + untied model, a chat model that ends its reply where a
+test wants, and stories260K when ../shared has it."""
 from __future__ import annotations
 
 import functools
+import struct
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from tinylm.core.model import Transformer
 from tinylm.core.optim import AdamW
 from tinylm.export.binformat import write_bin
 from tinylm.export.quantize import DEFAULT_GROUP, calibration_sequences, quantize_model
+from tinylm.runtime.c_engine import CEngine
 from tinylm.text.corpus import make_stories
 from tinylm.text.tokenizer import Tokenizer
 
@@ -74,13 +78,36 @@ def tiny_model_bin(path) -> Path:
 
 
 def write_model_bin(path, model: Transformer, tokenizer: Tokenizer, bits: int,
-                    calibration=None) -> Path:
+                    calibration=None, chat=None) -> Path:
+    """The model quantized to `bits` (a chat model when `chat` is its ChatTurn)."""
     group = 0 if bits == 32 else DEFAULT_GROUP[bits]
     if bits == 4 and calibration is None:
         calibration = calibration_sequences(model, tokenizer, n_tokens=1024)
     write_bin(path, model.config, tokenizer, quantize_model(model, bits, group, calibration),
-              bits, group)
+              bits, group, chat)
     return Path(path)
+
+
+QUESTION = "Who found the ball?"
+
+
+def chat_bin_ending_at(path, seed: int = 0, after: int = 3) -> tuple[Path, list[int]]:
+    """A random int8 chat model (tiny_config) whose end of reply is a token it samples in its
+    answer to QUESTION (with `tinylm run`'s sampling and `seed`): the first from position
+    `after` on that it did not sample before. Returns the .bin and the reply's ids up to that
+    token. Its header names the token (a crafted file: quantize writes special tokens there),
+    so the reply ends after a few tokens, as a trained chat model's does."""
+    tokenizer = stories_tokenizer()
+    path = write_model_bin(path, random_model(tiny_config(len(tokenizer))), tokenizer, 8,
+                           chat=tokenizer.chat_turn())
+    prompt_ids = tokenizer.chat_turn().prompt_ids(tokenizer, QUESTION)
+    reply = list(CEngine(path).generate(prompt_ids, 40, 1.0, 0, 0.9, seed))
+    end = next(i for i in range(after, len(reply)) if reply[i] not in reply[:i])
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, 92, reply[end])
+    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[16:])))
+    path.write_bytes(bytes(data))
+    return path, reply[:end]
 
 
 _scratch = tempfile.TemporaryDirectory(prefix="tinylm-bins-")

@@ -31,10 +31,13 @@ SANITIZER_CC = next((cc for cc in ("clang", "gcc") if shutil.which(cc)), None)
 def good_files(tmp_path_factory):
     directory = tmp_path_factory.mktemp("good")
     tokenizer = stories_tokenizer()
-    return [write_model_bin(directory / f"{kind}-{bits}.bin", model, tokenizer, bits)
-            for kind, model in [("tiny", random_model(tiny_config(len(tokenizer)))),
-                                ("trained", trained_model())]
-            for bits in (8, 4, 32)]
+    files = [write_model_bin(directory / f"{kind}-{bits}.bin", model, tokenizer, bits)
+             for kind, model in [("tiny", random_model(tiny_config(len(tokenizer)))),
+                                 ("trained", trained_model())]
+             for bits in (8, 4, 32)]
+    chat = write_model_bin(directory / "tiny-chat-8.bin", random_model(
+        tiny_config(len(tokenizer))), tokenizer, 8, chat=tokenizer.chat_turn())
+    return files + [chat]
 
 
 @pytest.fixture(scope="module", params=[64, 32])
@@ -63,7 +66,7 @@ def python_message(data: bytes) -> str:
     return "ok"
 
 
-@pytest.mark.parametrize("index", [0, 2, 5])    # tiny-8, tiny-32 and trained-32 as the base
+@pytest.mark.parametrize("index", [0, 2, 5, 6])  # tiny-8, tiny-32, trained-32, tiny-chat-8
 def test_corpus_rejected_alike_by_python_and_c(good_files, checker, tmp_path, index):
     cases = corpus(good_files[index].read_bytes(), seed=index)
     paths = []

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 from binmodels import (
+    QUESTION,
     SHARED,
+    chat_bin_ending_at,
     random_model,
+    run_cli,
     run_text,
     stories_bin,
     stories_tokenizer,
@@ -123,6 +126,20 @@ def test_chat_prints_what_tinylm_run_prints(board, tiny_bin, name):
     assert status == 0, err
     assert out == run_output(path, seed=5)
     assert re.search(r"\[\d+ tokens, \d+\.\d\d tok/s, (end of text|context full|token limit)\]", err)
+
+
+def test_a_chat_model_answers_each_line_as_run_chat_and_chat_here_do(board, tmp_path):
+    """The device loop wraps the line in the model's turn, ends at its end of reply, and
+    says chat=1; the client prints the reply alone, as `tinylm chat --model` does here."""
+    path, reply = chat_bin_ending_at(tmp_path / "chat.bin", seed=5)
+    status, out, err = chat(board(path, seed=5).path, "--prompt", QUESTION)
+    assert status == 0, err
+    assert out == run_cli("run", path, "--chat", QUESTION, "--seed", 5).stdout
+    assert "chat=1" in err and f"[{len(reply)} tokens," in err and "end of text]" in err
+    here = subprocess.run([sys.executable, "-m", "tinylm", "chat", "--model", str(path),
+                           "--prompt", QUESTION, "--seed", "5"], cwd=ROOT, capture_output=True,
+                          timeout=LIMIT)
+    assert here.returncode == 0 and here.stdout.decode() == out
 
 
 def test_tinylm_serve_prints_the_port_to_connect_to(tiny_bin):

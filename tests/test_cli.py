@@ -1,12 +1,16 @@
 """The `tinylm` command line, run in-process with click's CliRunner, on a tiny model."""
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
 from test_llama2c_model import MODEL_BIN, TOKENIZER_BIN, needs_shared, write_tiny_llama2c
 
 from tinylm.cli import main
+from tinylm.distillation import stages as distilling
+from tinylm.export.binformat import read_bin
 from tinylm.text.corpus import make_stories
+from tinylm.training.checkpoint import load_checkpoint
 
 TINY = ["--vocab-size", "300", "--dim", "16", "--n-layers", "1", "--n-heads", "2",
         "--seq-len", "32", "--batch-size", "4", "--eval-every", "10", "--threads", "1"]
@@ -105,12 +109,30 @@ def test_import_stories260k_and_generate(tmp_path):
     assert result.stdout.startswith("Once upon a time, there was a little girl named Lily.")
 
 
+DEMO = ["--steps", 2, "--teacher-steps", 2, "--stories", 60, "--questions", 40,
+        "--held-out", 4]
+
+
 def test_demo_runs_end_to_end(tmp_path):
-    result = run("demo", "--out", tmp_path, "--steps", 2, "--teacher-steps", 2, "--stories", 100)
+    result = run("demo", "--out", tmp_path, *DEMO)
     assert result.exit_code == 0, result.output
-    for heading in ("before training", "after training", "never saw"):
-        assert heading in result.stdout
+    assert re.search(r"the teacher +\d+% answered right", result.stdout)
+    for words in ("before training", "after training", "answered right", "The student in int8",
+                  f"tinylm chat --model {tmp_path / 'model-int8.bin'}"):
+        assert words in result.stdout
+    assert read_bin(tmp_path / "model-int8.bin").chat is not None
     assert_one_line_error(run("demo", "--out", tmp_path), "already holds")
+
+
+def test_demo_without_a_teacher_trains_on_the_true_answers(tmp_path, monkeypatch):
+    def no_teacher():
+        raise OSError("the teacher needs PyTorch and transformers")
+    monkeypatch.setattr(distilling, "teacher_package", no_teacher)
+    result = run("demo", "--out", tmp_path, *DEMO)
+    assert result.exit_code == 0, result.output
+    assert "No teacher" in result.stdout
+    assert not re.search(r"the teacher +\d+% answered right", result.stdout)
+    assert load_checkpoint(tmp_path).chat is not None
 
 
 def test_errors_are_one_line(tmp_path, stories, trained):

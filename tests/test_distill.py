@@ -51,6 +51,8 @@ def test_every_stage_then_resume_and_train_longer(gemma_folder, stories, tmp_pat
         assert (tmp_path / name).exists(), name
     soft = np.load(tmp_path / "train.soft_logprobs.npy")
     assert len(soft) == len(np.fromfile(tmp_path / "train.uint16", np.uint16))
+    checkpoint = load_checkpoint(tmp_path)       # the chat prompts make a chat student
+    assert checkpoint.chat == checkpoint.tokenizer.chat_turn()
 
     again = distill(*command, "--top-k", 4, "--steps", 4)     # all done: nothing to redo
     assert "loading teacher" not in again.stderr and summary_of(again)["step"] == 4
@@ -84,6 +86,7 @@ def test_student_with_the_teachers_tokenizer(gemma_folder, stories, tmp_path):
                                  "--steps", 2, "--out", tmp_path, "--json"))
     checkpoint = load_checkpoint(tmp_path)
     assert checkpoint.config.vocab_size == len(checkpoint.tokenizer) and summary["step"] == 2
+    assert checkpoint.chat is None                  # texts alone: a text model
     ids = np.fromfile(tmp_path / "train.uint16", np.uint16)
     pieces = list(read_pieces(tmp_path / "targets"))
     assert ids[1:1 + len(pieces[0].tokens)].tolist() == pieces[0].tokens.tolist()

@@ -1,5 +1,9 @@
-"""The .bin format (docs/format.md): round trips, quantization, and the loss targets of
-`tinylm quantize` (int8 within 1% of the float model's validation loss, int4 within 5%)."""
+"""The .bin format (docs/format.md): round trips, the chat turn, quantization, and the loss
+targets of `tinylm quantize` (int8 within 1% of the float model's validation loss, int4 within
+5%)."""
+import json
+import struct
+
 import numpy as np
 import pytest
 from binmodels import (
@@ -7,6 +11,7 @@ from binmodels import (
     VALID_TEXT,
     gqa_config,
     random_model,
+    run_cli,
     stories_bin,
     stories_tokenizer,
     tiny_config,
@@ -19,7 +24,8 @@ from tinylm.export.quantize import quantize_matrix, quantize_model
 from tinylm.runtime.engine import Engine
 from tinylm.text.corpus import make_stories
 from tinylm.text.data import split_documents
-from tinylm.training.checkpoint import load_model
+from tinylm.text.tokenizer import ChatTurn
+from tinylm.training.checkpoint import Checkpoint, load_checkpoint, load_model, save_checkpoint
 from tinylm.training.evaluate import evaluate
 
 needs_shared = pytest.mark.skipif(not STORIES_BIN.exists(),
@@ -76,6 +82,28 @@ def test_header_and_alignment(tmp_path):
     assert all(offset % 16 == 0 for offset in offsets)
     # a buffer longer than the file (a flash partition) reads the same
     assert parse_bin(data + bytes(100)).config == parse_bin(data).config
+
+
+def test_a_chat_models_turn_goes_from_checkpoint_to_bin(tmp_path):
+    """The turn a model was trained on is in its checkpoint, and quantize writes it into the
+    .bin's header (offsets 80-95); a text model's header keeps zeros there."""
+    tokenizer = stories_tokenizer()
+    model = random_model(tiny_config(len(tokenizer)))
+    turn = tokenizer.chat_turn()
+    for name, chat in [("chat", turn), ("text", None)]:
+        save_checkpoint(Checkpoint(model.config, model.params, tokenizer, chat=chat),
+                        tmp_path / name)
+        assert load_checkpoint(tmp_path / name).chat == chat
+        run_cli("quantize", tmp_path / name, "--bits", 8, "-o", tmp_path / f"{name}.bin")
+        assert read_bin(tmp_path / f"{name}.bin").chat == chat
+        info = json.loads(run_cli("info", tmp_path / f"{name}.bin", "--json").stdout)
+        assert info["chat"] == (chat.to_dict() if chat else None)
+    header = (tmp_path / "chat.bin").read_bytes()[80:96]
+    assert header == struct.pack("<4I", 1, turn.user, turn.assistant, turn.end)
+    assert (tmp_path / "text.bin").read_bytes()[80:128] == bytes(48)
+    with pytest.raises(ValueError, match="must be special tokens"):
+        write_bin(tmp_path / "bad.bin", model.config, tokenizer,
+                  quantize_model(model, 8, 32), 8, 32, ChatTurn(65, 66, 67))
 
 
 def loss_change(model, tokenizer, path, documents):

@@ -38,6 +38,7 @@ def test_fuzz_load_and_generate(tmp_path, address_bits):
     model = random_model(tiny_config(len(tokenizer)))
     for bits in (8, 4, 32):
         write_model_bin(seeds / f"tiny{bits}.bin", model, tokenizer, bits)
+    write_model_bin(seeds / "tiny-chat.bin", model, tokenizer, 8, chat=tokenizer.chat_turn())
     seconds = max(int(os.environ.get("TINYLM_FUZZ_SECONDS", "60")) // 2, 1)
     result = subprocess.run([str(binary), f"-max_total_time={seconds}", "-max_len=12000",
                              "-print_final_stats=1", f"-artifact_prefix={tmp_path}/",

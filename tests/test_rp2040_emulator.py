@@ -6,7 +6,15 @@ import dataclasses
 import json
 
 import pytest
-from binmodels import random_model, stories_tokenizer, tiny_config, tiny_model_bin, write_model_bin
+from binmodels import (
+    QUESTION,
+    chat_bin_ending_at,
+    random_model,
+    stories_tokenizer,
+    tiny_config,
+    tiny_model_bin,
+    write_model_bin,
+)
 from click.testing import CliRunner
 
 from tinylm.boards import emulate_rp2040 as emulator
@@ -60,6 +68,19 @@ def test_tokens_equal_the_host_runtime_on_one_core_and_two(model_path, cores):
     assert (run.busy[1] > 0) == (cores == 2)
     core0_stack, core1_stack = run.stacks_used
     assert 0 < core0_stack < 4096 and core1_stack < 2048 and (core1_stack > 0) == (cores == 2)
+
+
+def test_a_chat_model_answers_a_question_as_the_host_does(firmware, tmp_path):
+    """The firmware's device loop wraps the line in the model's turn and stops at its end of
+    reply: the bytes of the reply `tinylm run --chat` and `tinylm serve` give (seed 7)."""
+    path, reply = chat_bin_ending_at(tmp_path / "chat.bin", seed=7)
+    assert len(reply) < MAX_TOKENS
+    run = emulator.run(firmware, emulator.model_flash(path), QUESTION.encode() + b"\n")
+    assert run.finished, run.output
+    ready, text, end, done = emulator.answers(run.output)
+    assert ready.fields["chat"] == "1"
+    assert text.data == stories_tokenizer().decode_bytes(reply)
+    assert (done.fields["tokens"], done.fields["stop"]) == (str(len(reply)), "eos")
 
 
 def test_a_uf2_from_tinylm_flash_gives_the_same_tokens(model_path, firmware, tmp_path,

@@ -30,8 +30,8 @@ def model_with_context(tmp_path, context: int):
 
 @pytest.mark.parametrize("model, context, weights, copied", [
     ("ctx256", 0, "sram", "all"),       # a few KB of model and arena
-    ("ctx32768", 0, "flash", "none"),   # its rope table and cache alone are more than the SRAM
-    ("long", 0, "flash", "none"),       # 303 KB; its longest context leaves no room to speak of
+    ("ctx32768", 0, "flash", "little"),  # its rope table and cache alone are more than the SRAM
+    ("long", 0, "flash", "little"),     # 303 KB; its longest context leaves no room to speak of
     ("long", 64, "flash", "most"),      # 64 tokens of context leave room for most of its weights
 ])
 def test_the_firmware_keeps_in_sram_what_the_planner_says(tmp_path, model, context, weights,
@@ -44,7 +44,9 @@ def test_the_firmware_keeps_in_sram_what_the_planner_says(tmp_path, model, conte
     assert isinstance(ready, protocol.Ready) and ready.fields["weights"] == weights
     plan = emulator.placed_weights(ready, read_bin(path), firmware)   # raises unless @ready agrees
     share = (plan.copy_end - plan.copy_start) / path.stat().st_size
-    assert {"all": share == 1, "none": share == 0, "most": 0.5 < share < 1}[copied]
+    # "little": the longest context that fits leaves at most one step of the arena (a few
+    # hundred bytes), where a norm or two may still fit
+    assert {"all": share == 1, "little": share < 0.01, "most": 0.5 < share < 1}[copied]
     assert isinstance(done, protocol.Done) and done.fields["tokens"] == str(MAX_TOKENS)
     host = run_cli("run", path, "--prompt", PROMPT, "--context", plan.context, "--seed", SEED,
                    "--max-tokens", MAX_TOKENS).stdout

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tiny_teacher import STORIES260K_HF, gemma_folder, needs_stories260k, offline  # noqa: F401
 
-from tinylm.distillation.targets import done_shards, read_manifest, read_pieces
+from tinylm.distillation.targets import done_shards, parse_shard, read_manifest, read_pieces
 from tinylm.text.corpus import make_stories
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed: teacher tests skipped")
@@ -14,7 +14,7 @@ pytest.importorskip("transformers", reason="transformers not installed: teacher 
 
 from teacher.load import _explain, load_teacher, pick_dtype  # noqa: E402
 from teacher.sources import Record, builtin_prompts, plan_records  # noqa: E402
-from teacher.targets import TargetSettings, make_targets, parse_shard  # noqa: E402
+from teacher.targets import TargetSettings, make_targets  # noqa: E402
 from teacher.vocab import teacher_vocab, tinylm_tokenizer  # noqa: E402
 
 
@@ -197,3 +197,22 @@ def test_a_datasets_source_from_local_files(tmp_path):
     records = plan_records(dataset=str(path), synthetic=1, free=1)
     assert [r.kind for r in records] == ["text", "text", "chat", "free"]
     assert records[1].text == "Second one."
+
+
+def test_chat_records_with_replies_are_read_not_written(gemma, tmp_path):
+    """A source with prompt and reply columns gives chat records whose reply the teacher
+    reads in its chat template: the piece holds that reply, and its predictions."""
+    pytest.importorskip("datasets", reason="datasets not installed")
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"prompt": "Who found the ball?", "reply": "Ben found the ball."}\n'
+                    '{"prompt": "Where did Mia go?", "reply": "Mia went to the lake."}\n')
+    records = plan_records(dataset=str(path))
+    assert records == [Record("chat", "Who found the ball?", "Ben found the ball."),
+                       Record("chat", "Where did Mia go?", "Mia went to the lake.")]
+    make_targets(gemma, records, tmp_path / "targets", SETTINGS)
+    pieces = list(read_pieces(tmp_path / "targets"))
+    assert [(p.prompt, p.text) for p in pieces] == [
+        ("Who found the ball?", b"Ben found the ball."), ("Where did Mia go?",
+                                                          b"Mia went to the lake.")]
+    ids = gemma.tokenizer("Ben found the ball.", add_special_tokens=False)["input_ids"]
+    assert pieces[0].tokens.tolist() == ids and len(pieces[0].topk_ids) == len(ids) + 1

@@ -33,7 +33,8 @@ int main(int argc, char **argv) {
             tlm_state s;
             tlm_sampler smp;
             uint32_t ids[16];
-            int32_t n = tlm_encode(&m, (const uint8_t *)"Once upon", 9, 1, ids, 16);
+            /* a chat model's question in its turn; a text model's prompt after <bos> */
+            int32_t n = tlm_encode(&m, (const uint8_t *)"Once upon", 9, TLM_CHAT_TURN, ids, 16);
             tlm_sampler_init(&smp, 52000, 5, 60000, 1);
             if (tlm_init(&s, &m, arena, need, context) || n < 1) return 3;
             if ((uint32_t)n < context) {     /* a context cut that short may not hold it */

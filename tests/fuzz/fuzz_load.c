@@ -32,12 +32,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     tlm_model m;
     tlm_state s;
     tlm_sampler smp;
-    if (!tlm_load(&m, copy, size) && tlm_arena_size(&m, 8) <= sizeof arena &&
-        !tlm_init(&s, &m, arena, sizeof arena, 8)) {
-        uint32_t ids[8];
-        int32_t n = tlm_encode(&m, (const uint8_t *)"Hi, \xc3\xa9t\xc3\xa9 42!", 12, 1, ids, 8);
+    if (!tlm_load(&m, copy, size) && tlm_arena_size(&m, 16) <= sizeof arena &&
+        !tlm_init(&s, &m, arena, sizeof arena, 16)) {
+        uint32_t ids[16];   /* a chat model's question in its turn, a text model's after <bos> */
+        int32_t n = tlm_encode(&m, (const uint8_t *)"Hi, \xc3\xa9t\xc3\xa9 42!", 12,
+                               data[0] & 8 ? TLM_BOS : TLM_CHAT_TURN, ids, 16);
         tlm_sampler_init(&smp, data[0] & 2 ? 0 : 60000, data[0] & 4 ? 3 : 0, 58000, size);
-        if (n > 0 && n < 8 && tlm_start(&s, ids, (uint32_t)n) == 0) {
+        if (n > 0 && n < 16 && tlm_start(&s, ids, (uint32_t)n) == 0) {
             int32_t prev = (int32_t)ids[n - 1], t;
             while ((t = tlm_next(&s, &smp)) >= 0) {
                 uint32_t len;

@@ -1,10 +1,12 @@
-"""`tinylm chat`: talk to a model running on a board, over its serial port (docs/protocol.md).
+"""`tinylm chat`: talk to a model running on a board, over its serial port (docs/protocol.md),
+or (chat_here) to a .bin run by the C runtime in this process, sampled as the firmware samples.
 
-The client never waits without a limit: it gives up after `timeout` seconds without a word of
-the protocol, whether the port is silent (a board that hangs or is unplugged) or keeps sending
-something else (a board that resets over and over, a wrong baud rate, noise), so that ends the
-answer with a message instead of a hung terminal. Ctrl-C during an answer asks the board to
-stop (and a second Ctrl-C leaves at once).
+A board whose @ready line says chat=1 serves a chat model: it takes each line as a question,
+and only its reply is printed. The client never waits without a limit: it gives up after
+`timeout` seconds without a word of the protocol, whether the port is silent (a board that
+hangs or is unplugged) or keeps sending something else (a board that resets over and over, a
+wrong baud rate, noise), so that ends the answer with a message instead of a hung terminal.
+Ctrl-C during an answer asks the board to stop (and a second Ctrl-C leaves at once).
 """
 from __future__ import annotations
 
@@ -12,9 +14,13 @@ import codecs
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
+from ..export.binformat import read_bin
 from ..optional import require
+from ..runtime.c_engine import CEngine
+from ..training.generate import stream_text
 from . import protocol as p
 
 STOP_REASONS = {"eos": "end of text", "length": "token limit", "context": "context full",
@@ -101,8 +107,9 @@ class Answer:
     invalid_utf8: bool          # the board sent bytes that are not UTF-8 (shown as U+FFFD)
 
 
-def check_prompt(prompt: str, max_line: int) -> bytes:
-    """The prompt as the line to send, or Unanswered saying why it cannot be sent."""
+def check_prompt(prompt: str, max_line: int | None = None) -> bytes:
+    """The prompt as the line to send, or Unanswered saying why it cannot be sent (a line,
+    UTF-8, of at most `max_line` bytes if there is such a limit)."""
     if any(c in prompt for c in "\r\n"):
         raise Unanswered("a prompt is one line: it cannot contain a line break")
     if any(ord(c) < 0x20 and c != "\t" for c in prompt):
@@ -112,7 +119,7 @@ def check_prompt(prompt: str, max_line: int) -> bytes:
     except UnicodeEncodeError as e:     # bytes that were not UTF-8, kept by Python as surrogates
         raise Unanswered(f"the prompt is not valid UTF-8 (from character {e.start + 1} on): "
                          "the board takes UTF-8 text") from None
-    if len(line) > max_line:
+    if max_line is not None and len(line) > max_line:
         raise Unanswered(f"the prompt is {len(line)} bytes in UTF-8, {len(line) - max_line} "
                          f"more than the {max_line} the board takes on a line: shorten it")
     return line
@@ -166,12 +173,14 @@ class Transcript:
         return None
 
 
-def ask(link: Link, prompt: str, max_line: int, out: TextIO, err: TextIO) -> Answer:
-    """Send one prompt; print it and the answer as it streams to `out`; return the answer."""
+def ask(link: Link, prompt: str, max_line: int, out: TextIO, err: TextIO,
+        question: bool = False) -> Answer:
+    """Send one prompt; print it (unless it is a chat model's question) and the answer as it
+    streams to `out`; return the answer."""
     line = check_prompt(prompt, max_line)
     link.send(line + b"\n")
     link.heard = time.monotonic()
-    transcript = Transcript(prompt, out, err)
+    transcript = Transcript("" if question else prompt, out, err)
     pending: list[p.Event] = []
     cancelled = False
     while True:
@@ -198,8 +207,9 @@ def describe(stats: dict[str, str]) -> str:
     return "[" + ", ".join(facts) + "]"
 
 
-def answer_and_report(link: Link, prompt: str, max_line: int, out: TextIO, err: TextIO) -> Answer:
-    answer = ask(link, prompt, max_line, out, err)
+def answer_and_report(link: Link, prompt: str, max_line: int, out: TextIO, err: TextIO,
+                      question: bool = False) -> Answer:
+    answer = ask(link, prompt, max_line, out, err, question)
     err.write(describe(answer.stats) + "\n")
     if answer.invalid_utf8:
         err.write("note: the board sent bytes that are not valid UTF-8; they are shown as "
@@ -233,18 +243,68 @@ def chat(port: str, baud: int = 115200, prompt: str | None = None, timeout: floa
             raise DeviceError(f"the board speaks protocol version {info.get('proto')}, this "
                               f"tinylm speaks {p.VERSION}: update one of them")
         max_line = int(info["max_line"]) if info.get("max_line", "").isdigit() else p.MAX_LINE
+        question = info.get("chat") == "1"
         details = " ".join(f"{k}={v}" for k, v in info.items() if k != "proto")
         err.write(f"connected to {port}: {details}\n")
-        if prompt is not None:
-            answer = answer_and_report(link, prompt, max_line, out, err)
-            return 130 if answer.stats.get("stop") == "cancel" else 0
-        if stdin.isatty():
-            err.write("Type a prompt and press Enter; Ctrl-C stops an answer, Ctrl-D quits.\n")
-        while (line := read_prompt(stdin)) is not None:
-            try:
-                answer_and_report(link, line, max_line, out, err)
-            except Unanswered as e:
-                err.write(f"{e}\n")
-        return 0
+        return session(prompt, question, stdin, err, lambda line: answer_and_report(
+            link, line, max_line, out, err, question))
     finally:
         link.close()
+
+
+def session(prompt: str | None, question: bool, stdin: TextIO, err: TextIO, answer) -> int:
+    """One prompt, or a prompt a line until the end of input, each given to answer(line).
+    Returns the exit status: 130 if the one prompt's answer was stopped with Ctrl-C."""
+    if prompt is not None:
+        return 130 if answer(prompt).stats.get("stop") == "cancel" else 0
+    if stdin.isatty():
+        err.write(f"Type a {'question' if question else 'prompt'} and press Enter; Ctrl-C "
+                  f"stops an answer, Ctrl-D quits.\n")
+    while (line := read_prompt(stdin)) is not None:
+        try:
+            answer(line)
+        except Unanswered as e:
+            err.write(f"{e}\n")
+    return 0
+
+
+def chat_here(model_path: str | Path, prompt: str | None = None, seed: int = 0,
+              max_tokens: int = 256) -> int:
+    """`tinylm chat --model`: a session like one with a board, the model run by the C runtime
+    in this process with the firmware's sampling (temperature 1, top-p 0.9, the sampler
+    reseeded for every prompt), so it prints what a board with that model prints."""
+    stdin, out, err = sys.stdin, sys.stdout, sys.stderr
+    stdin.reconfigure(errors="surrogateescape")
+    model, engine = read_bin(model_path), CEngine(model_path)
+    tokenizer, chat_turn = model.tokenizer, model.chat
+
+    def answer(line: str) -> Answer:
+        check_prompt(line)
+        ids = (chat_turn.prompt_ids(tokenizer, line) if chat_turn else
+               tokenizer.encode(line, bos=True))
+        if len(ids) >= engine.context:
+            raise Unanswered(f"the prompt does not fit in the context of {engine.context} tokens")
+        out.write("" if chat_turn else line)
+        made, stop, started = [], "length", time.perf_counter()
+
+        def tokens():
+            for token in engine.generate(ids, max_tokens, 1.0, 0, 0.9, seed):
+                made.append(token)
+                yield token
+        try:
+            for piece in stream_text(tokenizer, tokens(), ids):
+                out.write(piece)
+                out.flush()
+            if len(made) < max_tokens:   # as the device loop tells a full context from an end
+                stop = "context" if len(ids) + len(made) + 1 >= engine.context else "eos"
+        except KeyboardInterrupt:
+            stop = "cancel"
+        out.write("\n")
+        seconds = max(time.perf_counter() - started, 1e-6)
+        stats = {"tokens": str(len(made)), "tok_s": f"{len(made) / seconds:.2f}", "stop": stop}
+        err.write(describe(stats) + "\n")
+        return Answer(stats, False)
+
+    err.write(f"{model_path}: " + ("a chat model, answering each question" if chat_turn else
+                                   "a text model, continuing each prompt") + "\n")
+    return session(prompt, chat_turn is not None, stdin, err, answer)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from ..boards import emulate_riscv, emulate_rp2040
-from ..boards.chat import chat
+from ..boards.chat import chat, chat_here
 from ..boards.esp32_flash import flash_esp32
 from ..boards.host_board import HostBoard
 from ..boards.rp2040_flash import FLASH_SIZE, MODEL_OFFSET, flash_rp2040
@@ -15,8 +15,12 @@ from .common import COUNT, POSITIVE, SOME, ByteCount, print_json
 
 
 @click.command("chat")
-@click.option("--port", required=True,
-              help="The board's serial port: /dev/ttyUSB0, /dev/ttyACM0, COM3, or a pyserial URL.")
+@click.option("--port", help="The board's serial port: /dev/ttyUSB0, /dev/ttyACM0, COM3, or a "
+                             "pyserial URL.")
+@click.option("--model", "model_path", metavar="MODEL.bin",
+              type=click.Path(dir_okay=False, exists=True),
+              help="Instead of a board, this model, run here by the C runtime as a board runs "
+                   "it (its sampling, the seed reset for every prompt).")
 @click.option("--baud", type=COUNT, default=115200, show_default=True,
               help="Baud rate of a UART (a USB port ignores it).")
 @click.option("--prompt", default=None,
@@ -24,16 +28,25 @@ from .common import COUNT, POSITIVE, SOME, ByteCount, print_json
                    "[default: read prompts, one a line, until the end of input]")
 @click.option("--timeout", type=POSITIVE, default=10.0, show_default=True,
               help="Seconds of silence from the board before giving up.")
+@click.option("--seed", type=click.IntRange(0, 2 ** 64 - 1), default=0, show_default=True,
+              help="With --model: the seed of the sampler, reset for every prompt.")
+@click.option("--max-tokens", type=SOME, default=256, show_default=True,
+              help="With --model: most tokens per answer.")
 @click.pass_context
-def chat_command(ctx, port, baud, prompt, timeout):
-    """Talk to a model running on a board, over its serial port.
+def chat_command(ctx, port, model_path, baud, prompt, timeout, seed, max_tokens):
+    """Talk to a model on a board over its serial port, or to a .bin here (--model).
 
     Each prompt goes to the board as one line; the prompt and the text the board makes are
     printed as it streams in, then (on stderr) the tokens made and their speed measured on
-    the board. Ctrl-C stops an answer; at the prompt, Ctrl-C or Ctrl-D quits. The protocol
-    is docs/protocol.md; see tinylm/boards/chat.py. Needs pyserial: pip install 'tinylm[flash]'."""
+    the board. A chat model (the board's @ready says chat=1) takes each line as a question and
+    only its reply is printed. Ctrl-C stops an answer; at the prompt, Ctrl-C or Ctrl-D quits.
+    The protocol is docs/protocol.md; see tinylm/boards/chat.py. A board needs pyserial:
+    pip install 'tinylm[flash]'; --model needs a C compiler."""
+    if (port is None) == (model_path is None):
+        raise click.UsageError("give a board's --port, or a --model to run here")
     try:
-        ctx.exit(chat(port, baud, prompt, timeout))
+        ctx.exit(chat(port, baud, prompt, timeout) if port else
+                 chat_here(model_path, prompt, seed, max_tokens))
     except KeyboardInterrupt:
         click.echo(err=True)
         ctx.exit(130)

@@ -9,12 +9,13 @@ from pathlib import Path
 import click
 
 from ..boards.partitions import parse_number
+from ..core.model import Transformer
 from ..export.binformat import read_bin
 from ..runtime.engine import Engine
 from ..text.data import SPLITS
 from ..text.tokenizer import KINDS
 from ..training import loop as training
-from ..training.checkpoint import load_model
+from ..training.checkpoint import load_checkpoint
 from ..training.generate import generate, stream_text
 
 
@@ -27,6 +28,19 @@ def print_sample(model, tokenizer, prompt: str, **sampling) -> None:
     prompt_ids = tokenizer.encode(prompt, bos=True)
     new_ids = generate(model, tokenizer, prompt_ids, **sampling)  # checks the arguments
     print_stream(tokenizer, prompt, prompt_ids, new_ids, model.config.max_seq_len)
+
+
+def prompt_to_run(tokenizer, chat, prompt: str, question: str | None, model_path):
+    """(what to print before the new tokens, the prompt's ids): the prompt after <bos>, or a
+    question in a chat model's turn (`chat`, its ChatTurn), of which only the reply shows."""
+    if question is None:
+        return prompt, tokenizer.encode(prompt, bos=True)
+    if prompt:
+        raise click.UsageError("--prompt continues a text and --chat asks a question: give one")
+    if chat is None:
+        raise ValueError(f"{model_path} is not a chat model (it was not trained on chat turns): "
+                         f"give it a text to continue with --prompt")
+    return "", chat.prompt_ids(tokenizer, question)
 
 
 def print_stream(tokenizer, prompt: str, prompt_ids, new_ids, context: int) -> None:
@@ -118,6 +132,9 @@ def sampling_options(command):
     options = [
         click.option("--prompt", default="",
                      help="Text to continue. [default: none, start a new text]"),
+        click.option("--chat", "question", metavar="QUESTION",
+                     help="Ask a chat model this question, in the turn it was trained on "
+                          "(<bos> <|user|> QUESTION <|assistant|>), and print only its reply."),
         click.option("--max-tokens", type=SOME, default=256, show_default=True,
                      help="Most tokens to generate."),
         click.option("--temperature", type=NON_NEGATIVE, default=1.0, show_default=True,
@@ -152,9 +169,12 @@ def is_bin(path) -> bool:
 
 
 def load_scorable(path, command: str):
-    """A checkpoint's model, or a .bin's NumPy reference engine, with its tokenizer."""
+    """A checkpoint's model, or a .bin's NumPy reference engine, with its tokenizer and its
+    chat turn (None for a text model)."""
     check_model_path(path, command, "either")
     if is_bin(path):
         engine = Engine(read_bin(path))
-        return engine, engine.tokenizer
-    return load_model(path)
+        return engine, engine.tokenizer, engine.model.chat
+    checkpoint = load_checkpoint(path)
+    return (Transformer(checkpoint.config, checkpoint.params), checkpoint.tokenizer,
+            checkpoint.chat)

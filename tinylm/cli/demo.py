@@ -1,6 +1,8 @@
-"""`tinylm demo`: the whole pipeline, offline, on stories it writes itself."""
+"""`tinylm demo`: the whole pipeline, offline, on stories and questions it writes itself."""
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -10,18 +12,19 @@ from ..distillation import stages as distilling
 from ..export.binformat import write_bin
 from ..export.quantize import DEFAULT_GROUP, quantize_model
 from ..runtime.c_engine import CEngine
-from ..text.corpus import make_stories
-from ..text.data import read_documents
-from ..text.tokenizer import Tokenizer
+from ..text.corpus import Question, answer_in, make_questions, make_stories
 from ..training import loop as training
-from ..training.checkpoint import checkpoint_path, load_model
-from ..training.evaluate import evaluate
-from ..training.generate import stream_text
-from .common import COUNT, print_sample
+from ..training.checkpoint import checkpoint_path, load_checkpoint
+from ..training.evaluate import evaluate_chat
+from ..training.generate import generate
+from .common import COUNT
 
-DEMO_STORIES, DEMO_HELD_OUT, DEMO_TEACHER_WRITES = 2000, 200, 32
-DEMO_PROMPTS = ["Once upon a time", "Tom went to the beach"]
-DEMO_SAMPLING = dict(max_tokens=60, temperature=0.7, top_p=0.9)
+DEMO_STORIES, DEMO_QUESTIONS, DEMO_HELD_OUT = 2000, 2000, 100
+TEACHER_STEPS = 500
+STUDENT = dict(vocab_size=512, dim=64, n_layers=4, n_heads=4, seq_len=128, batch_size=16,
+               lr=2e-3, eval_every=300)
+SHOWN = 3               # held-out questions whose answers are printed
+ANSWER_TOKENS = 24      # longest reply to a question (the replies have about ten)
 
 
 def heading(text: str) -> None:
@@ -32,113 +35,191 @@ def heading(text: str) -> None:
 @click.option("--out", default="runs/demo", show_default=True, metavar="DIR",
               help="Directory for the stories, the teacher, the checkpoint and the metrics.")
 @click.option("--steps", type=COUNT, default=1200, show_default=True, help="Training steps.")
-@click.option("--teacher-steps", type=COUNT, default=500, show_default=True,
+@click.option("--teacher-steps", type=COUNT, default=TEACHER_STEPS, show_default=True,
               help="Training steps of the tiny Gemma-3 teacher.")
 @click.option("--stories", type=COUNT, default=DEMO_STORIES, show_default=True,
               help="Stories to train on.")
+@click.option("--questions", type=COUNT, default=DEMO_QUESTIONS, show_default=True,
+              help="Questions about short stories to train on.")
+@click.option("--held-out", type=COUNT, default=DEMO_HELD_OUT, show_default=True,
+              help="Questions about stories no model sees in training, to score the answers.")
 @click.option("--seed", default=0, show_default=True,
-              help="Seed of the stories, weights and samples.")
-def demo_command(out, steps, teacher_steps, stories, seed):
-    """Distill a teacher into a small model, offline.
+              help="Seed of the stories, questions, weights and samples.")
+def demo_command(out, steps, teacher_steps, stories, questions, held_out, seed):
+    """Distill a teacher into a small chat model, offline, and ask it questions.
 
-    Writes stories (tinylm/text/corpus.py); trains a tiny Gemma-3 teacher on them with PyTorch, as
-    no real teacher can be downloaded offline (teacher/tiny_gemma.py); distills it into a
-    NumPy student (tinylm/distillation/stages.py); prints samples before and after, the loss on
-    stories neither model saw, and a sample of the student in int8 from the C runtime. About five
-    minutes on 2 cores. Without the teacher extra (pip install -e ".[teacher]") the student
-    trains on the stories alone. Afterwards, try `tinylm generate DIR --prompt ...`."""
+    Writes stories and questions about them (tinylm/text/corpus.py); trains a tiny Gemma-3
+    teacher on both with PyTorch, as no real teacher can be downloaded offline
+    (teacher/tiny_gemma.py); lets it answer the training questions, and distills its replies
+    into a NumPy student (tinylm/distillation/stages.py); prints the student's answers to
+    questions about stories no model saw, before and after, how many are right, and an answer
+    of the student in int8 from the C runtime. 3 1/2 to 10 minutes on 2 cores, by how busy
+    they are. Without the teacher extra (pip install -e ".[teacher]") the student trains on
+    the stories and the questions' true answers. Afterwards, try
+    `tinylm chat --model DIR/model-int8.bin`."""
     out = Path(out)
     if checkpoint_path(out).exists():
         raise FileExistsError(f"{out} already holds a trained model: remove it or pass --out DIR")
-    out.mkdir(parents=True, exist_ok=True)
-    texts = make_stories(stories + DEMO_HELD_OUT, seed)
-    train_file, valid_file = out / "stories_train.txt", out / "stories_valid.txt"
-    train_file.write_text("\n\n".join(texts[:stories]) + "\n", encoding="utf-8")
-    valid_file.write_text("\n\n".join(texts[stories:]) + "\n", encoding="utf-8")
-    held_out = read_documents([valid_file], "blank")
-    student = dict(vocab_size=512, dim=64, n_layers=4, n_heads=4, seq_len=128, batch_size=16,
-                   steps=steps, lr=2e-3, seed=seed, eval_every=300)
+    corpus = write_corpus(out, stories, questions, held_out, seed)
+    student = dict(STUDENT, steps=steps, seed=seed)
     try:
         pkg = distilling.teacher_package()
     except OSError as e:
         pkg = None
-        click.echo(f"No teacher: {e}. The student trains on the stories alone.")
+        click.echo(f"No teacher: {e}. The student trains on the stories and the questions' "
+                   f"true answers.")
 
+    teacher_accuracy = None
     if pkg:
         heading("The teacher")
         click.echo("No network, so no google/gemma-3-1b-it to download: first a tiny teacher of "
                    "the same architecture (transformers' Gemma3ForCausalLM) learns the stories "
-                   "with PyTorch.")
-        pkg.tiny_gemma.train_tiny_gemma(texts[:stories], out / "teacher", steps=teacher_steps,
-                                        seed=seed, log=click.echo)
-        teacher = pkg.load.load_teacher(str(out / "teacher"))
-        click.echo(f"A story the teacher wrote:\n{teacher.complete('', seed=seed)}")
-        teacher_loss = teacher.bits_per_byte(held_out)
-        heading("Distillation: the teacher reads the stories and writes a few of its own")
-        args = distilling.DistillArgs(
-            out=out, teacher=str(out / "teacher"), data=[train_file], split="blank",
-            free=DEMO_TEACHER_WRITES, max_new_tokens=80, sample_batch_size=32,
-            val_data=[valid_file], k=16, training=dict(student, kd_weight=0.5))
+                   "and the answers to questions about them, with PyTorch.")
+        teacher = train_teacher(pkg, out / "teacher", corpus, teacher_steps, seed, click.echo)
+        replies = teacher.answer([q.prompt for q in corpus.test_questions], ANSWER_TOKENS)
+        teacher_accuracy = accuracy(corpus.test_questions, replies)
+        show_exchange(corpus.test_questions[0].prompt, replies[0], "the teacher")
+        heading("Distillation: the teacher reads the stories and answers the training "
+                "questions; the student learns from its predictions")
+        args = distill_args(out, out / "teacher", corpus, dict(student, kd_weight=0.5))
         tokenizer, _ = distilling.prepare(args)
         train_args = args.train_args()
     else:
-        train_args = training.TrainArgs(data=[train_file], val_data=[valid_file], out=out,
-                                        split="blank", **student)
-        tokenizer = Tokenizer.train(read_documents(train_args.data, "blank"), 512)
+        train_args = training.TrainArgs(data=[corpus.stories_file], chat_data=[corpus.answers],
+                                        val_data=[corpus.valid_file], out=out, split="blank",
+                                        **student)
+        tokenizer = training.prepare(train_args)
 
     # The random weights that training is about to start from (the same seed).
     untrained = Transformer.initialize(training.model_config(train_args, len(tokenizer)),
                                        seed=seed)
-    heading("A sample before training (random weights):")
-    print_sample(untrained, tokenizer, DEMO_PROMPTS[0], seed=seed, **DEMO_SAMPLING)
-    before = evaluate(untrained, tokenizer, held_out)
+    turn, test_questions = tokenizer.chat_turn(), corpus.test_questions
+    heading("Before training (random weights), the student answers:")
+    before = score(untrained, tokenizer, turn, test_questions)
 
-    heading(f"Training on {train_file} ({stories} stories)"
-            + (", with the teacher's predictions:" if pkg else ":"))
+    heading(f"Training on {corpus.stories_file} ({stories} stories) and {questions} questions"
+            + (", with the teacher's replies and predictions:" if pkg else ":"))
     if pkg:
         distilling.train_student(args, tokenizer)
     else:
-        training.train(train_args)
-    model, tokenizer = load_model(out)
-    heading("Samples after training:")
-    for prompt in DEMO_PROMPTS:
-        print_sample(model, tokenizer, prompt, seed=seed, **DEMO_SAMPLING)
+        training.start(train_args, tokenizer)
+    checkpoint = load_checkpoint(out)
+    model = Transformer(checkpoint.config, checkpoint.params)
+    heading("After training, the student answers:")
+    after = score(model, tokenizer, checkpoint.chat, test_questions)
 
-    after = evaluate(model, tokenizer, held_out)
-    heading(f"Loss on {DEMO_HELD_OUT} stories it never saw:")
-    for when, result in (("before training", before), ("after training", after)):
-        click.echo(f"  {when:16} {result['loss']:.3f} nats/token, {result['bpb']:.3f} bits/byte")
-    if pkg:
-        click.echo(f"  {'the teacher':16} {teacher_loss:.3f} bits/byte")
+    heading(f"{len(test_questions)} questions about stories that no model saw:")
+    for who, (right, bpb) in (("before training", before), ("after training", after)):
+        click.echo(f"  {who:16} {right:4.0%} answered right, {bpb:.3f} bits/byte on the replies")
+    if teacher_accuracy is not None:
+        click.echo(f"  {'the teacher':16} {teacher_accuracy:4.0%} answered right")
     model_bin = out / "model-int8.bin"
-    demo_int8(model, tokenizer, model_bin, seed)
-    next_steps(out, model_bin)
+    demo_int8(model, tokenizer, checkpoint.chat, model_bin, test_questions)
+    next_steps(out, model_bin, corpus.held_out, test_questions[0].prompt)
 
 
-def next_steps(out: Path, model_bin: Path) -> None:
+@dataclass
+class Corpus:
+    """The demo's files (in its --out directory) and questions."""
+    stories_file: Path          # stories to train on, a blank line between them
+    valid_file: Path            # stories no model trains on
+    prompts: Path               # the training questions, one a line, for the teacher to answer
+    answers: Path               # the training questions with their true replies (JSON lines)
+    held_out: Path              # questions about stories no model sees, with their replies
+    stories: list[str]
+    train_questions: list[Question]
+    test_questions: list[Question]
+
+
+def write_corpus(out: Path, stories: int, questions: int, held_out: int, seed: int) -> Corpus:
+    out.mkdir(parents=True, exist_ok=True)
+    texts = make_stories(stories + held_out, seed)
+    asked = make_questions(questions + held_out, seed)
+    corpus = Corpus(out / "stories_train.txt", out / "stories_valid.txt",
+                    out / "questions_train.txt", out / "questions_train.jsonl",
+                    out / "questions_held_out.jsonl", texts[:stories], asked[:questions],
+                    asked[questions:])
+    corpus.stories_file.write_text("\n\n".join(texts[:stories]) + "\n", encoding="utf-8")
+    corpus.valid_file.write_text("\n\n".join(texts[stories:]) + "\n", encoding="utf-8")
+    corpus.prompts.write_text("".join(q.prompt + "\n" for q in corpus.train_questions),
+                              encoding="utf-8")
+    for path, chosen in ((corpus.answers, corpus.train_questions),
+                         (corpus.held_out, corpus.test_questions)):
+        path.write_text("".join(json.dumps({"prompt": q.prompt, "reply": q.reply}) + "\n"
+                                for q in chosen), encoding="utf-8")
+    return corpus
+
+
+def train_teacher(pkg, folder: Path, corpus: Corpus, steps: int, seed: int, log):
+    """The tiny Gemma-3 teacher, trained on the stories and the training questions' answers."""
+    pkg.tiny_gemma.train_tiny_gemma(corpus.stories, folder, steps=steps, seed=seed, log=log,
+                                    chats=[(q.prompt, q.reply) for q in corpus.train_questions])
+    return pkg.load.load_teacher(str(folder))
+
+
+def distill_args(out: Path, teacher: Path, corpus: Corpus, training_settings: dict):
+    """Distillation from the teacher's reading of the stories and its (sampled) answers to the
+    training questions."""
+    return distilling.DistillArgs(
+        out=out, teacher=str(teacher), data=[corpus.stories_file], split="blank",
+        prompts=str(corpus.prompts), max_new_tokens=ANSWER_TOKENS, sample_temperature=0.5,
+        sample_batch_size=32, val_data=[corpus.valid_file], k=16, training=training_settings)
+
+
+def replies_of(model, tokenizer, turn, questions) -> list[str]:
+    """The model's greedy reply to each question, in its chat turn."""
+    return [tokenizer.decode(generate(model, tokenizer, turn.prompt_ids(tokenizer, q.prompt),
+                                      ANSWER_TOKENS, temperature=0, end_id=turn.end))
+            for q in questions]
+
+
+def accuracy(questions, replies) -> float:
+    """The share of replies whose answer (corpus.answer_in) is the right one."""
+    return sum(answer_in(r, q.kind) == q.answer for q, r in zip(questions, replies)) / \
+        len(questions)
+
+
+def score(model, tokenizer, turn, questions) -> tuple[float, float]:
+    """Print the first SHOWN exchanges; (accuracy, bits per byte of the true replies)."""
+    replies = replies_of(model, tokenizer, turn, questions)
+    for question, reply in zip(questions[:SHOWN], replies):
+        show_exchange(question.prompt, reply)
+    bpb = evaluate_chat(model, tokenizer, turn, [(q.prompt, q.reply) for q in questions])["bpb"]
+    return accuracy(questions, replies), bpb
+
+
+def show_exchange(question: str, reply: str, who: str = "") -> None:
+    click.echo(f"  > {question}\n  {who + ': ' if who else ''}{reply or '(an empty reply)'}")
+
+
+def next_steps(out: Path, model_bin: Path, held_out_file: Path, question: str) -> None:
     heading("Next")
     plot = out / "loss.png"
     click.echo(f"  the loss curve:           {plot}" if plot.exists() else
                "  the loss curve:           not drawn: matplotlib is not installed "
                "(pip install matplotlib)")
-    click.echo(f"  sample the model:         tinylm generate {out} --prompt \"Lily\"\n"
-               f"  run the int8 file in C:   tinylm run {model_bin} --prompt \"Lily\"\n"
+    click.echo(f"  chat with the int8 model: tinylm chat --model {model_bin}\n"
+               f"  ask one question:         tinylm run {model_bin} --chat \"{question}\"\n"
+               f"  the float model:          tinylm generate {out} --chat \"{question}\"\n"
+               f"  score its replies:        tinylm eval {model_bin} --chat {held_out_file}\n"
                f"  play a board on this computer: tinylm serve {model_bin}, then "
                "tinylm chat --port /dev/pts/N (as serve says)\n"
                f"  put it on a board:        tinylm info {model_bin} --target rp2040, then "
                f"tinylm flash rp2040 {model_bin} (docs/flashing.md)")
 
 
-def demo_int8(model, tokenizer, path: Path, seed: int) -> None:
-    """Quantize to int8 and sample from the C runtime (needs a C compiler)."""
+def demo_int8(model, tokenizer, turn, path: Path, questions) -> None:
+    """Quantize to int8; answer the questions with the C runtime (needs a C compiler)."""
     size = write_bin(path, model.config, tokenizer, quantize_model(model, 8, DEFAULT_GROUP[8]),
-                     8, DEFAULT_GROUP[8])
+                     8, DEFAULT_GROUP[8], turn)
     heading(f"The student in int8 ({size:,} bytes, {path}), run by the C runtime:")
     try:
         engine = CEngine(path)
     except OSError as e:
         click.echo(f"(skipped: {e})")
         return
-    prompt_ids = tokenizer.encode(DEMO_PROMPTS[0], bos=True)
-    new_ids = engine.generate(prompt_ids, seed=seed, **DEMO_SAMPLING)
-    click.echo(DEMO_PROMPTS[0] + "".join(stream_text(tokenizer, new_ids, prompt_ids)))
+    replies = [tokenizer.decode(engine.generate(turn.prompt_ids(tokenizer, q.prompt),
+                                                ANSWER_TOKENS)) for q in questions]
+    show_exchange(questions[-1].prompt, replies[-1])
+    click.echo(f"  {accuracy(questions, replies):.0%} of the {len(questions)} questions "
+               f"answered right")

@@ -1,9 +1,11 @@
-"""`tinylm distill`: a teacher's predictions, then a student trained on them."""
+"""`tinylm distill`: a teacher's predictions, then a student trained on them; `tinylm
+synthesize`: chat data the teacher writes for it."""
 from __future__ import annotations
 
 import click
 
 from ..distillation import stages as distilling
+from ..distillation import synthetic
 from .common import COUNT, POSITIVE, SOME, print_json, train_options
 from .train import INTERRUPTED, print_summary
 
@@ -91,3 +93,52 @@ def distill_command(teacher, data, dataset, dataset_limit, prompts, synthetic, f
     print_distill_summary(summary, as_json)
     if summary.get("interrupted"):
         click.get_current_context().exit(INTERRUPTED)
+
+
+@click.command("synthesize")
+@click.option("--teacher", default=distilling.DEFAULT_TEACHER, show_default=True,
+              metavar="ID_OR_PATH", help="A Hugging Face chat model: hub id or local folder.")
+@click.option("--topic", help="What the prompts are about; the teacher writes the first ones.")
+@click.option("--seeds", metavar="FILE", help="Instead, a few prompts to start from, one a line.")
+@click.option("--count", type=COUNT, default=1000, show_default=True,
+              help="Prompts in the dataset, each with the teacher's reply.")
+@click.option("--seed-count", type=COUNT, default=16, show_default=True,
+              help="With --topic: the prompts the teacher writes first.")
+@click.option("--similarity", type=click.FloatRange(0, synthetic.MOST_SIMILAR, min_open=True),
+              default=0.8,
+              show_default=True, help="A new prompt whose words are this similar (Jaccard, "
+              "estimated by MinHash) to a kept prompt's is dropped.")
+@click.option("--prompt-tokens", type=COUNT, default=96, show_default=True,
+              help="Longest prompt the teacher writes.")
+@click.option("--max-new-tokens", type=COUNT, default=256, show_default=True,
+              help="Longest reply the teacher writes.")
+@click.option("--sample-temperature", "temperature", type=POSITIVE, default=1.0,
+              show_default=True, help="Sampling temperature of the teacher's writing.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95,
+              show_default=True, help="Nucleus sampling of the teacher's writing.")
+@click.option("--sample-batch-size", "batch_size", type=COUNT, default=8, show_default=True,
+              help="Texts the teacher writes at once.")
+@click.option("--shard-size", type=COUNT, default=64, show_default=True,
+              help="Requests to the teacher per shard file.")
+@click.option("--shard", default="1/1", show_default=True, metavar="K/N",
+              help="Write only every N-th shard, from the K-th (N processes or GPUs sharing "
+                   "--out; each waits for the others at the end of a round).")
+@click.option("--device", default="auto", show_default=True,
+              help="Teacher device: auto (a GPU if there is one), cpu, cuda, mps.")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
+              show_default=True, help="Teacher dtype: auto is bfloat16 on a GPU, else float32.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the teacher's sampling.")
+@click.option("--out", required=True, metavar="DIR",
+              help="The dataset's directory (its work in DIR/work).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def synthesize_command(as_json, **settings):
+    """Have a teacher write chat data: prompts, then its replies, as a `datasets` dataset.
+
+    From a topic or seed prompts, each round asks the teacher for a prompt about a new subject
+    and a harder one for every prompt of the round before; near-duplicates are dropped
+    (MinHash); then the teacher answers them all. Killed at any point, the same command
+    continues where it stopped. `tinylm distill --dataset DIR` distills from the result. See
+    tinylm/distillation/synthetic.py and docs/distillation.md."""
+    summary = synthetic.run(synthetic.SynthesisArgs(**settings), log=click.echo)
+    if as_json:
+        print_json(summary)

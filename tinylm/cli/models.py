@@ -5,6 +5,7 @@ import click
 
 from ..boards import memplan
 from ..boards.targets import flash_room
+from ..core.model import Transformer
 from ..export.binformat import Q8, read_bin, write_bin
 from ..export.llama2c import import_llama2c
 from ..export.quantize import DEFAULT_GROUP, calibration_sequences, error_table, quantize_model
@@ -12,7 +13,7 @@ from ..runtime.c_engine import CEngine, arena_bytes
 from ..runtime.engine import Engine
 from ..runtime.sampler import generate_ids
 from ..text.data import SPLITS, read_documents
-from ..training.checkpoint import checkpoint_path, load_checkpoint, load_model
+from ..training.checkpoint import checkpoint_path, load_checkpoint
 from ..training.evaluate import evaluate
 from .common import (
     SOME,
@@ -21,6 +22,7 @@ from .common import (
     is_bin,
     print_json,
     print_stream,
+    prompt_to_run,
     sampling_options,
 )
 
@@ -57,14 +59,20 @@ def info_command(model_path, as_json, context, target, flash_size, psram):
              "n_params": checkpoint.config.n_params(),
              "tokenizer_size": len(checkpoint.tokenizer),
              "steps_trained": checkpoint.step,
+             "chat": checkpoint.chat.to_dict() if checkpoint.chat else None,
              "config": checkpoint.config.to_dict()}
     if as_json:
         print_json(facts)
         return
+    print_facts(facts)
+
+
+def print_facts(facts: dict) -> None:
+    """One line per fact, the config's included; a text model's chat turn is "no"."""
     config = facts.pop("config")
     for name, value in {**facts, **config}.items():
         click.echo(f"{name:16} {value:,}" if isinstance(value, int) and not isinstance(value, bool)
-                   else f"{name:16} {value}")
+                   else f"{name:16} {'no' if value is None else value}")
 
 
 @click.command("import-llama2c")
@@ -102,14 +110,15 @@ def quantize_command(model_path, bits, group_size, out, calib_paths, eval_paths,
     what the C runtime does). See tinylm/export/quantize.py and docs/format.md."""
     bits = int(bits)
     check_model_path(model_path, "quantize", "directory")
-    model, tokenizer = load_model(model_path)
+    checkpoint = load_checkpoint(model_path)
+    model, tokenizer = Transformer(checkpoint.config, checkpoint.params), checkpoint.tokenizer
     group = 0 if bits == 32 else group_size or DEFAULT_GROUP[bits]
     calibration = None
     if bits == 4:
         documents = read_documents(calib_paths, split) if calib_paths else None
         calibration = calibration_sequences(model, tokenizer, documents)
     tensors = quantize_model(model, bits, group, calibration)
-    size = write_bin(out, model.config, tokenizer, tensors, bits, group)
+    size = write_bin(out, model.config, tokenizer, tensors, bits, group, checkpoint.chat)
     result = {"out": out, "bytes": size, "bits": bits, "group_size": group,
               "tensors": error_table(model, tensors)}
     if eval_paths:
@@ -141,20 +150,20 @@ def quantize_command(model_path, bits, group_size, out, calib_paths, eval_paths,
               help="The C runtime (built on first use) or the NumPy reference.")
 @click.option("--context", type=SOME, default=0,
               help="Tokens of context to reserve memory for. [default: the model's]")
-def run_command(model_path, prompt, engine, context, **sampling):
-    """Generate text from a .bin, printing it as it comes.
+def run_command(model_path, prompt, question, engine, context, **sampling):
+    """Generate text from a .bin, or answer a chat model's question, printing it as it comes.
 
     --engine c builds the C runtime (tinylm/runtime/csrc) with the system C compiler on first use
     and caches it; --engine numpy runs the same arithmetic in NumPy (tinylm/runtime/engine.py)."""
     check_model_path(model_path, "run", "bin")
     model = read_bin(model_path)
     tokenizer = model.tokenizer
-    prompt_ids = tokenizer.encode(prompt, bos=True)
+    shown, prompt_ids = prompt_to_run(tokenizer, model.chat, prompt, question, model_path)
     # Both engines check the prompt here, before anything is printed.
     runner = CEngine(model_path, context) if engine == "c" else Engine(model, context)
     new_ids = (runner.generate(prompt_ids, **sampling) if engine == "c" else
                generate_ids(runner, prompt_ids, **sampling))
-    print_stream(tokenizer, prompt, prompt_ids, new_ids, runner.context)
+    print_stream(tokenizer, shown, prompt_ids, new_ids, runner.context)
 
 
 def bin_info(model_path, context, as_json, target=None, flash_size=None, psram=0):
@@ -170,14 +179,11 @@ def bin_info(model_path, context, as_json, target=None, flash_size=None, psram=0
              "bits": model.bits, "group_size": model.group_size, "n_params": c.n_params(),
              "weight_bytes": weights, "tokenizer_size": len(model.tokenizer),
              "context": context, "arena_bytes": arena_bytes(c, context),
-             "config": c.to_dict()}
+             "chat": model.chat.to_dict() if model.chat else None, "config": c.to_dict()}
     if as_json:
         print_json(dict(facts, plan=plan.to_dict()) if plan else facts)
     else:
-        config = facts.pop("config")
-        for name, value in {**facts, **config}.items():
-            click.echo(f"{name:16} {value:,}" if isinstance(value, int) and
-                       not isinstance(value, bool) else f"{name:16} {value}")
+        print_facts(facts)
         click.echo(f"The runtime needs the file ({model.file_size:,} bytes, in place, e.g. in "
                    f"flash) and {facts['arena_bytes']:,} bytes of RAM for {context} tokens of "
                    "context.")

@@ -47,6 +47,7 @@ from .projection import Projector, continuations
 from .targets import (
     TeacherVocab,
     missing_shards,
+    parse_shard,
     read_pieces,
     set_aside_damaged,
 )
@@ -224,7 +225,7 @@ def _targets_stage(args, out: Path, log) -> int:
             batch_size=args.sample_batch_size, seed=args.training.get("seed", 0))
         log(f"teacher targets: {plural(len(records), 'record')} -> {directory}")
         result = pkg.targets.make_targets(teacher, records, directory, settings,
-                                          pkg.targets.parse_shard(args.shard))
+                                          parse_shard(args.shard))
         return result["shards_missing"]
     return 0
 
@@ -270,9 +271,10 @@ def _projection_stage(args, out: Path, tokenizer: Tokenizer, log) -> dict:
     log("projecting the teacher's predictions onto the student's tokens" if projector else
         "the student shares the teacher's tokens: its predictions are used as they are")
     dtype = token_dtype(tokenizer.vocab_size)
-    documents, teacher_tokens = [], 0
+    documents, teacher_tokens, chat_documents = [], 0, 0
     for piece in read_pieces(targets):
         teacher_tokens += len(piece.tokens)
+        chat_documents += piece.kind == "chat"
         if len(piece.tokens):
             ids, soft_ids, soft_logprobs = _student_document(piece, tokenizer, projector, args.k)
             documents.append((ids.astype(dtype), soft_ids.astype(dtype),
@@ -293,7 +295,7 @@ def _projection_stage(args, out: Path, tokenizer: Tokenizer, log) -> dict:
     kept = np.exp(soft_logprobs.astype(np.float32)).sum(axis=1)
     stats = {"teacher_tokens": teacher_tokens, "student_tokens": int(len(ids)),
              "documents": len(train_docs), "val_tokens": int(len(val)),
-             "projected_mass": float(kept.mean())}
+             "projected_mass": float(kept.mean()), "chat_documents": chat_documents}
     write_json(marker, stats)
     log(f"student corpus: {plural(len(train_docs), 'document')}, {len(ids):,} tokens (teacher: "
         f"{teacher_tokens:,}); the targets keep {stats['projected_mass']:.1%} of the "
@@ -336,10 +338,13 @@ def _hard_rows(labels, k):
 # ---- 4. training ----------------------------------------------------------------------------
 
 def train_student(args: DistillArgs, tokenizer: Tokenizer, log=None) -> dict:
-    """Stage 4, from its checkpoint if there is one. Returns train.py's summary."""
+    """Stage 4, from its checkpoint if there is one. Returns train.py's summary. A corpus
+    with chat records makes a chat model."""
     log = log or _stderr
     out = Path(args.out)
-    train_args = args.train_args()
+    prepared = json.loads((out / "prepared.json").read_text())
+    chat = prepared.get("chat_documents", 0) > 0      # (not counted before chat models)
+    train_args = dataclasses.replace(args.train_args(), chat=chat)
     if checkpoint_path(out).exists():
         changes = {name: getattr(train_args, name) for name in MAY_CHANGE
                    if hasattr(train_args, name)}

@@ -65,6 +65,17 @@ class Piece:
     topk_logprobs: np.ndarray    # (n + 1, k) float16
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """"K/N" -> (K, N): this process does shards K-1, K-1+N, K-1+2N, ... (K counts from 1)."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard takes K/N, like 1/4, not {text!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard {text}: need 1 <= K <= N")
+    return k, n
+
+
 def shard_path(directory: str | Path, index: int) -> Path:
     return Path(directory) / f"shard-{index:05d}.npz"
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from ..core.config import ModelConfig
-from ..text.tokenizer import Tokenizer
+from ..text.tokenizer import ChatTurn, Tokenizer
 
 MAGIC = b"TLMB"
 VERSION = 1
-HEADER = struct.Struct("<4sHHII8IIddBBHII")   # the fields of docs/format.md, padded to HEADER_SIZE
+HEADER = struct.Struct("<4sHHII8IIddBBHII4I")   # docs/format.md's fields, padded to HEADER_SIZE
 HEADER_SIZE = 128
 CRC_START = 16          # the CRC covers every byte from here to the end of the file
 ALIGN = 16
@@ -70,6 +70,7 @@ class BinModel:
     file_size: int = 0
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)   # a read file's tensors:
                                         # each one's bytes (start, end) in the file
+    chat: ChatTurn | None = None        # a single-turn chat model's turn; None: a text model
 
 
 def align(n: int) -> int:
@@ -141,8 +142,12 @@ def char_key(char: bytes) -> int:
 
 
 def write_bin(path: str | Path, config: ModelConfig, tokenizer: Tokenizer,
-              tensors: dict[str, Tensor], bits: int, group_size: int) -> int:
-    """Write a .bin; returns its size in bytes."""
+              tensors: dict[str, Tensor], bits: int, group_size: int,
+              chat: ChatTurn | None = None) -> int:
+    """Write a .bin (of a chat model when `chat` is its turn); returns its size in bytes."""
+    chat_ids = (chat.user, chat.assistant, chat.end) if chat else (0, 0, 0)
+    if chat and not set(chat_ids) <= set(tokenizer.specials.values()):
+        raise ValueError(f"the chat turn {chat_ids} must be special tokens of the tokenizer")
     sections = [(TOKENIZER, 0, RAW, 0, 0, 0, tokenizer_bytes(tokenizer)),
                 (ROPE, 0, RAW, 0, 0, 0, rope_table(config).astype("<i2").tobytes())]
     for name in config.param_shapes():
@@ -160,7 +165,8 @@ def write_bin(path: str | Path, config: ModelConfig, tokenizer: Tokenizer,
     body = bytearray(HEADER.pack(
         MAGIC, VERSION, HEADER_SIZE, offset, 0, c.vocab_size, c.dim, c.n_layers, c.n_heads,
         c.n_kv_heads, c.head_dim, c.hidden_dim, c.max_seq_len, int(c.tie_embeddings),
-        c.norm_eps, c.rope_theta, bits, 0, group_size, len(sections), table_offset))
+        c.norm_eps, c.rope_theta, bits, 0, group_size, len(sections), table_offset,
+        int(chat is not None), *chat_ids))
     body += bytes(HEADER_SIZE - len(body))
     body += b"".join(entries)
     body += bytes(align(len(body)) - len(body))
@@ -190,7 +196,7 @@ def parse_bin(data: bytes) -> BinModel:
         fail("truncated: shorter than the header")
     (magic, version, header_size, file_size, crc, vocab, dim, n_layers, n_heads, n_kv_heads,
      head_dim, hidden_dim, max_seq_len, flags, eps, theta, bits, _, group, n_sections,
-     table_offset) = HEADER.unpack_from(data)
+     table_offset, chat, *chat_ids) = HEADER.unpack_from(data)
     if magic != MAGIC:
         fail("not a tinylm .bin (bad magic)")
     if version != VERSION:
@@ -215,6 +221,8 @@ def parse_bin(data: bytes) -> BinModel:
         fail("bad config: flags, norm_eps or rope_theta")
     if bits not in BITS_DTYPE or (bits != 32 and not 1 <= group <= MAX_GROUP):
         fail("bad quantization type or group size")
+    if chat > 1 or (max(chat_ids) >= vocab if chat else any(chat_ids)):
+        fail("bad chat turn: flag or token ids")
     config = ModelConfig(**dims, tie_embeddings=bool(flags), norm_eps=eps, rope_theta=theta)
     order = section_order(config)
     if n_sections > len(order) + MAX_OPTIONAL_SECTIONS:
@@ -259,7 +267,8 @@ def parse_bin(data: bytes) -> BinModel:
     if any(t.dtype == Q8 and np.any(t.values == -128) for t in tensors.values()):
         fail("bad int8 weight: -128 (the values are -127..127)")
     return BinModel(config, tokenizer, tensors, bits, group,
-                    rope.reshape(max_seq_len, head_dim // 2, 2), file_size, spans)
+                    rope.reshape(max_seq_len, head_dim // 2, 2), file_size, spans,
+                    ChatTurn(*chat_ids) if chat else None)
 
 
 def unpack_tensor(data, dtype, offset, shape, group, shift) -> Tensor:

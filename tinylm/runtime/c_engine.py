@@ -15,6 +15,7 @@ from .build import build
 from .sampler import to_q16
 
 _lib = None
+CHAT_TURN = 2   # tlm_encode's TLM_CHAT_TURN (csrc/tinylm.h)
 
 
 def library() -> ctypes.CDLL:
@@ -69,11 +70,13 @@ class CEngine:
     def arena_size(self, context: int = 0) -> int:
         return self.lib.tlm_arena_size(self.model, context)
 
-    def encode(self, text: str | bytes, bos: bool = False) -> list[int]:
+    def encode(self, text: str | bytes, bos: bool = False, chat: bool = False) -> list[int]:
+        """tlm_encode: with `chat`, a chat model's question wrapped in its turn."""
         data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
-        room = len(data) + 2
+        room = len(data) + 4
         ids = (ctypes.c_uint32 * room)()
-        n = self.lib.tlm_encode(self.model, data, len(data), int(bos), ids, room)
+        n = self.lib.tlm_encode(self.model, data, len(data), CHAT_TURN if chat else int(bos),
+                                ids, room)
         return list(ids[:n])
 
     def piece(self, prev: int, token: int) -> bytes:

@@ -70,9 +70,12 @@ def sample(logits, rng: Rng, temperature_q16: int, top_k: int = 0, top_p_q16: in
 def generate_ids(engine, prompt_ids, max_tokens: int, temperature: float = 0.0, top_k: int = 0,
                  top_p: float = 1.0, seed: int = 0) -> Iterator[int]:
     """New token ids from the NumPy engine; stops as generate.generate does (max_tokens, <eos>
-    or <bos>, or a full context). The prompt is checked now, at the call."""
+    or <bos>, a chat model's end of reply, or a full context), and as tlm_next does. The prompt
+    is checked now, at the call."""
     check_prompt(len(prompt_ids), engine.context)
     stop = {engine.tokenizer.specials.get(name) for name in ("<bos>", "<eos>")}
+    if engine.model.chat:
+        stop.add(engine.model.chat.end)
 
     def tokens():
         rng = Rng(seed)

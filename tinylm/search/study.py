@@ -31,7 +31,7 @@ import warnings
 from pathlib import Path
 
 from ..atomic import running
-from ..optional import require
+from ..optional import SEARCH_EXTRA, require
 from . import costs
 from .candidate import Candidate, Check
 from .corpus import characters
@@ -47,7 +47,7 @@ WORKER = f"{socket.gethostname()}:{os.getpid()}"     # which process runs a tria
 
 
 def optuna():
-    return require("optuna", "optuna", "tinylm search", extra="search")
+    return require("optuna", "optuna", "tinylm search", SEARCH_EXTRA)
 
 
 def storage(settings: Settings, heartbeat: tuple[int, int] = (HEARTBEAT, GRACE)):

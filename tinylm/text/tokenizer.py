@@ -22,6 +22,9 @@ one fallback token that every other byte maps to (several bytes may share a toke
 Special tokens (<bos>, <eos>, chat roles) never come out of steps 1-4: the text "<bos>" is
 encoded like any other. They are added only on request (encode(bos=True), encode_chat).
 decode() skips them, and removes the dummy-prefix space at the start of each text between them.
+
+A chat model records its turn as ids (ChatTurn), in its checkpoint and its .bin, so that every
+engine wraps a question and ends the reply alike: <bos> <|user|> prompt <|assistant|> reply <eos>.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .bpe import count_chunks, learn_merges
@@ -44,6 +48,25 @@ FORMAT = "tinylm-tokenizer/1"
 
 # One UTF-8 character, cut the way llama2.c does: any byte, then up to 3 continuation bytes.
 UTF8_CHAR = re.compile(rb"[\x00-\xff][\x80-\xbf]{0,3}")
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    """A single-turn chat model's format, as token ids: <bos> user PROMPT assistant REPLY end."""
+    user: int         # opens the user's turn
+    assistant: int    # opens the reply
+    end: int          # ends the reply
+
+    def prompt_ids(self, tokenizer: Tokenizer, prompt: str) -> list[int]:
+        """The question wrapped as the model was trained, ready for it to write the reply."""
+        return [tokenizer.bos_id, self.user, *tokenizer.encode(prompt), self.assistant]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> ChatTurn | None:
+        return None if d is None else cls(**d)
 
 
 class Tokenizer:
@@ -155,11 +178,15 @@ class Tokenizer:
         """<bos> <|user|> prompt <|assistant|> [reply <eos>].
 
         Without a reply it ends after <|assistant|>, ready for the model to generate the reply."""
-        ids = [self.bos_id, self.special_id("<|user|>"), *self.encode(prompt),
-               self.special_id("<|assistant|>")]
+        turn = self.chat_turn()
+        ids = turn.prompt_ids(self, prompt)
         if reply is not None:
-            ids += self.encode(reply, eos=True)
+            ids += [*self.encode(reply), turn.end]
         return ids
+
+    def chat_turn(self) -> ChatTurn:
+        """The turn encode_chat writes, for a model trained on it."""
+        return ChatTurn(self.special_id("<|user|>"), self.special_id("<|assistant|>"), self.eos_id)
 
     def _merge_chunk(self, chunk: bytes) -> list[int]:
         """Steps 3 and 4 of the module docstring for one chunk.

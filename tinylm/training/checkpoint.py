@@ -4,7 +4,9 @@ A checkpoint is a NumPy .npz archive (a zip of .npy arrays, readable with np.loa
 
     meta                 JSON text: {"format": "tinylm-checkpoint/1", "config": ModelConfig,
                          "step": steps trained, "train_args": ..., "sampler": RNG state,
-                         "optimizer_t": AdamW step count}; the last three may be null
+                         "optimizer_t": AdamW step count, "chat": a chat model's turn
+                         (ChatTurn: {"user", "assistant", "end"} token ids)}; the last four
+                         may be null (a checkpoint without "chat" is a text model's)
     tokenizer            the tokenizer's JSON file (docs/tokenizer.md), as UTF-8 bytes (uint8)
     params/NAME          every parameter, e.g. params/layers.0.wq
     optimizer/m/NAME     AdamW's moment estimates, only when saved by training
@@ -29,7 +31,7 @@ import numpy as np
 from ..atomic import atomic_write
 from ..core.config import ModelConfig
 from ..core.model import Transformer
-from ..text.tokenizer import Tokenizer
+from ..text.tokenizer import ChatTurn, Tokenizer
 
 # What np.load and a damaged .npz can raise: a bad zip, a CRC mismatch, a truncated array, a
 # garbled .npy header (parsed as a Python literal), a missing entry.
@@ -48,6 +50,7 @@ class Checkpoint:
     optimizer: dict | None = None   # AdamW.state_dict()
     sampler: dict | None = None     # BatchSampler.state()
     train_args: dict | None = None  # train.TrainArgs as a dict
+    chat: ChatTurn | None = None    # a single-turn chat model's turn; None: a text model
 
 
 def checkpoint_path(path: str | Path) -> Path:
@@ -62,7 +65,8 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "config": checkpoint.config.to_dict(), "step": checkpoint.step,
             "train_args": checkpoint.train_args, "sampler": checkpoint.sampler,
-            "optimizer_t": checkpoint.optimizer["t"] if checkpoint.optimizer else None}
+            "optimizer_t": checkpoint.optimizer["t"] if checkpoint.optimizer else None,
+            "chat": checkpoint.chat.to_dict() if checkpoint.chat else None}
     arrays = {"meta": np.array(json.dumps(meta)),
               "tokenizer": np.frombuffer(checkpoint.tokenizer.to_json().encode(), np.uint8)}
     arrays.update({f"params/{name}": p for name, p in checkpoint.params.items()})
@@ -96,7 +100,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         return Checkpoint(config=ModelConfig.from_dict(meta["config"]), params=group("params/"),
                           tokenizer=Tokenizer.from_json(entries["tokenizer"].tobytes().decode()),
                           step=meta["step"], optimizer=optimizer, sampler=meta["sampler"],
-                          train_args=meta["train_args"])
+                          train_args=meta["train_args"],
+                          chat=ChatTurn.from_dict(meta.get("chat")))
     except NPZ_ERRORS as e:
         raise ValueError(f"{path} is not a valid tinylm checkpoint "
                          f"({type(e).__name__}: {e})") from e

@@ -11,6 +11,11 @@ A document longer than the model's context is cut into consecutive, non-overlapp
 of max_seq_len predictions; each window starts without memory of the one before. This is
 simple and counts every token exactly once, but tokens at the start of a window see less
 context than the model could use, so the loss is a little pessimistic for long documents.
+
+A chat model is scored on its replies (evaluate_chat): each prompt/reply pair is encoded in the
+model's turn, <bos> user prompt assistant reply end, and only the reply's tokens and its end
+are predicted and counted, over the reply's bytes; so two chat models with different
+tokenizers compare on what they answer, not on how well they guess the questions.
 """
 from __future__ import annotations
 
@@ -55,10 +60,32 @@ def document_nats(model, encoded_documents, batch_size: int = 8,
     return total + nats, count + n
 
 
-def total_nats(model, sequences, batch_size: int = 8) -> tuple[float, int]:
+def evaluate_chat(model, tokenizer, turn, pairs, batch_size: int = 8) -> dict:
+    """A chat model's replies scored (module docstring): {"loss": nats per reply token,
+    "bpb": bits per reply byte, "tokens", "bytes"} for (prompt, reply) pairs; `turn` is the
+    model's ChatTurn. A pair must fit the model's context."""
+    sequences, first_scored = [], []
+    for number, (prompt, reply) in enumerate(pairs, 1):
+        ids = turn.prompt_ids(tokenizer, prompt)
+        first_scored.append(len(ids) - 1)     # the prediction of the reply's first token
+        sequences.append([*ids, *tokenizer.encode(reply), turn.end])
+        if len(sequences[-1]) > model.config.max_seq_len + 1:
+            raise ValueError(f"pair {number} is {len(sequences[-1])} tokens long in this "
+                             f"model's turn, more than its context ({model.config.max_seq_len})")
+    if not sequences:
+        raise ValueError("nothing to evaluate: no prompt/reply pairs")
+    nats, n_tokens = total_nats(model, sequences, batch_size, first_scored)
+    n_bytes = sum(len(reply.encode("utf-8", "surrogatepass")) for _, reply in pairs)
+    return {"loss": nats / n_tokens, "bpb": nats / math.log(2) / max(n_bytes, 1),
+            "tokens": n_tokens, "bytes": n_bytes}
+
+
+def total_nats(model, sequences, batch_size: int = 8,
+               first_scored: list[int] | None = None) -> tuple[float, int]:
     """Sum over all sequences of -ln p(token | the tokens before it), for every token but the
-    first of each sequence, and how many tokens that is. Sequences of at least 2 and at most
-    max_seq_len + 1 tokens.
+    first of each sequence (or, with first_scored, from token first_scored[i] + 1 of sequence
+    i on), and how many tokens that is. Sequences of at least 2 and at most max_seq_len + 1
+    tokens.
 
     Sequences are sorted by length and batched; shorter ones are padded at the end. Attention
     is causal, so padding after a sequence cannot change its predictions, and the padded
@@ -71,9 +98,10 @@ def total_nats(model, sequences, batch_size: int = 8) -> tuple[float, int]:
         inputs = np.zeros((len(batch), T), dtype=np.int64)
         targets = np.zeros((len(batch), T), dtype=np.int64)
         mask = np.zeros((len(batch), T), dtype=bool)
-        for row, seq in enumerate(batch):
-            n = len(seq) - 1
-            inputs[row, :n], targets[row, :n], mask[row, :n] = seq[:-1], seq[1:], True
+        for row, i in enumerate(order[first:first + batch_size]):
+            seq, n = sequences[i], len(sequences[i]) - 1
+            inputs[row, :n], targets[row, :n] = seq[:-1], seq[1:]
+            mask[row, first_scored[i] if first_scored else 0:n] = True
         logits = model.logits(inputs)
         # -log softmax at the target = logsumexp(logits) - logits[target], shifted by the max
         # so exp cannot overflow.

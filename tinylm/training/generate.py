@@ -49,18 +49,19 @@ def sample(logits, rng: np.random.Generator, temperature: float = 1.0, top_k: in
 
 def generate(model, tokenizer, prompt: str | Sequence[int], max_tokens: int = 256,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             seed: int | None = None) -> Iterator[int]:
+             seed: int | None = None, end_id: int | None = None) -> Iterator[int]:
     """New token ids, one at a time, continuing `prompt` (a text, which gets <bos> in front, or
-    token ids as they are). Stops after `max_tokens`, at <eos> or <bos> (not yielded), or when
-    prompt plus output fill the model's context (max_seq_len). Bad arguments fail here, at the
-    call, rather than at the first token."""
+    token ids as they are). Stops after `max_tokens`, at <eos>, <bos> or `end_id` (a chat
+    model's end of reply; none of them yielded), or when prompt plus output fill the model's
+    context (max_seq_len). Bad arguments fail here, at the call, rather than at the first
+    token."""
     if temperature < 0 or top_k < 0 or not 0 < top_p <= 1 or max_tokens < 0:
         raise ValueError("need temperature >= 0, top_k >= 0, 0 < top_p <= 1 and max_tokens >= 0")
     ids = tokenizer.encode(prompt, bos=True) if isinstance(prompt, str) else list(prompt)
     context = model.config.max_seq_len
     check_prompt(len(ids), context)
     # Models trained on texts that each begin with <bos> (llama2.c's) end one by starting the next.
-    stop = {tokenizer.eos_id, tokenizer.bos_id}
+    stop = {tokenizer.eos_id, tokenizer.bos_id, end_id} - {None}
     rng = np.random.default_rng(seed)
 
     def tokens():

@@ -1,8 +1,10 @@
 """Training: text files in, a trained model (OUT/checkpoint.npz) out.
 
     1. Cut the text into documents, train a tokenizer on them (BPE, or characters), and write
-       the token ids to OUT/train.uint16 and OUT/val.uint16 (data.py). Without separate validation files, the
-       last val_fraction of the tokens is held out.
+       the token ids to OUT/train.uint16 and OUT/val.uint16 (data.py). Without separate
+       validation files, the last val_fraction of the tokens is held out. Chat records
+       (chat_data: prompt/reply pairs, text/chat_data.py) go in as <bos> <|user|> prompt
+       <|assistant|> reply <eos>, before the documents, and make the model a chat model.
     2. Loop: learning rate from the schedule, a random batch, loss and gradients, gradient
        clipping, an AdamW step (optim.py). Every eval_every steps, loss and bits per byte on the
        validation tokens; every checkpoint_every steps, and at the end, a checkpoint.
@@ -32,6 +34,7 @@ from ..core.config import ModelConfig
 from ..core.model import Transformer
 from ..core.ops import SoftTargets
 from ..core.optim import AdamW, clip_grad_norm, learning_rate
+from ..text.chat_data import read_chat_pairs
 from ..text.data import (
     SOFT_IDS,
     SOFT_LOGPROBS,
@@ -54,6 +57,7 @@ from .progress import ProgressBar, append_metrics, plot_losses
 class TrainArgs:
     data: list[str]                 # training text files
     out: str                        # output directory
+    chat_data: list[str] = field(default_factory=list)  # sources of prompt/reply pairs
     val_data: list[str] = field(default_factory=list)  # validation text files; none: hold out
     val_fraction: float = 0.1       # ... this fraction of the end of the training tokens
     split: str = "auto"             # how text is cut into documents (data.split_documents)
@@ -79,6 +83,7 @@ class TrainArgs:
     # distillation (distill.py writes the teacher's targets next to the token files)
     kd_weight: float = 0.0          # weight of the teacher's targets; 0: the hard labels alone
     temperature: float = 1.0        # of the KD loss (ops.kd_loss_forward)
+    chat: bool = False              # the data holds chat turns: the model is a chat model
     # bookkeeping
     eval_every: int = 100
     eval_tokens: int = 32768        # validation tokens per evaluation (from the start of val)
@@ -88,14 +93,16 @@ class TrainArgs:
 
     def __post_init__(self):  # plain types, so the args survive a round trip through JSON
         self.data = [str(p) for p in self.data]
+        self.chat_data = [str(p) for p in self.chat_data]
+        self.chat = self.chat or bool(self.chat_data)
         self.val_data = [str(p) for p in self.val_data]
         self.out = str(self.out)
 
 
 # What the tokenizer, the token files and the model are made from: fixed once training starts.
-FIXED_WHEN_RESUMING = ("data", "val_data", "val_fraction", "split", "vocab_size", "tokenizer",
-                       "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_dim",
-                       "seq_len")
+FIXED_WHEN_RESUMING = ("data", "chat_data", "val_data", "val_fraction", "split", "vocab_size",
+                       "tokenizer", "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim",
+                       "hidden_dim", "seq_len", "chat")
 
 
 def model_config(args: TrainArgs, vocab_size: int) -> ModelConfig:
@@ -110,14 +117,23 @@ def model_config(args: TrainArgs, vocab_size: int) -> ModelConfig:
 def train(args: TrainArgs, on_step=None) -> dict:
     """A new run in args.out (which must not hold a checkpoint yet). `on_step(step, loss)`, if
     given, is called after every step. Returns a summary (see _train_loop)."""
+    return start(args, prepare(args), on_step)
+
+
+def prepare(args: TrainArgs) -> Tokenizer:
+    """Step 1 of a new run: the tokenizer, and the token files in args.out."""
     out = Path(args.out)
     if checkpoint_path(out).exists():
         raise FileExistsError(f"{out} already holds a checkpoint: resume it, or choose another "
                               f"output directory")
     out.mkdir(parents=True, exist_ok=True)
-    documents = read_documents(args.data, args.split)
-    tokenizer = train_tokenizer(documents, args.vocab_size, args.tokenizer)
-    tokens = encode_documents(documents, tokenizer)
+    documents = read_documents(args.data, args.split) if args.data or not args.chat_data else []
+    pairs = [pair for source in args.chat_data for pair in read_chat_pairs(source)]
+    tokenizer = train_tokenizer(documents + [text for pair in pairs for text in pair],
+                                args.vocab_size, args.tokenizer)
+    encoded = [tokenizer.encode_chat(*pair) for pair in pairs]
+    encoded += [tokenizer.encode(document, bos=True) for document in documents]
+    tokens = np.concatenate(encoded).astype(token_dtype(tokenizer.vocab_size))
     if args.val_data:
         train_tokens = tokens
         val_tokens = encode_documents(read_documents(args.val_data, args.split), tokenizer)
@@ -128,7 +144,7 @@ def train(args: TrainArgs, on_step=None) -> dict:
                          "or separate validation files")
     save_tokens(train_tokens, out / "train")
     save_tokens(val_tokens, out / "val")
-    return start(args, tokenizer, on_step)
+    return tokenizer
 
 
 def start(args: TrainArgs, tokenizer: Tokenizer, on_step=None) -> dict:
@@ -201,7 +217,8 @@ def _train_loop(args, model, tokenizer, optimizer, sampler, step, on_step) -> di
 
     def save():
         state = Checkpoint(model.config, model.params, tokenizer, step, optimizer.state_dict(),
-                           sampler.state(), dataclasses.asdict(args))
+                           sampler.state(), dataclasses.asdict(args),
+                           tokenizer.chat_turn() if args.chat else None)
         save_checkpoint(state, out)
         if metrics.exists():
             plot_losses(metrics, out / "loss.png")

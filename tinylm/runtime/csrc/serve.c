@@ -165,6 +165,7 @@ void tlm_server_hello(tlm_server *s) {
     put(s, " ctx=");
     put_u32(s, s->state.context);
     put(s, s->model.bits == 4 ? " quant=q4" : s->model.bits == 8 ? " quant=q8" : " quant=f32");
+    if (s->model.chat) put(s, " chat=1");   /* each line is a question */
     put(s, " arena=");
     put_u32(s, (uint32_t)tlm_arena_size(&s->model, s->state.context));
     if (s->weights) {
@@ -218,7 +219,8 @@ static void answer(tlm_server *s, const uint8_t *line, uint32_t len) {
         return;
     }
     uint32_t start = s->io.micros(s->io.ctx);
-    int32_t n = tlm_encode(&s->model, line, len, 1, s->ids, TLM_MAX_LINE + 2);
+    int32_t n = tlm_encode(&s->model, line, len, TLM_CHAT_TURN, s->ids,
+                           sizeof s->ids / sizeof s->ids[0]);
     if (n < 0 || (uint32_t)n >= s->state.context) {
         put(s, "@error prompt-too-long the prompt does not fit in the context of ");
         put_u32(s, s->state.context);

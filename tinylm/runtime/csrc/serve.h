@@ -45,7 +45,8 @@ typedef struct {
     uint8_t line[TLM_MAX_LINE + 1];
     uint32_t length, dropped;
     int discarding, last_was_cr;
-    uint32_t ids[TLM_MAX_LINE + 2];  /* <bos> and at most one token per byte */
+    uint32_t ids[TLM_MAX_LINE + 4];  /* <bos>, a chat turn's two markers, at most one token
+                                        per byte and a dummy prefix */
 } tlm_server;
 
 /* Checks the model (no-model when its magic is missing, bad-model when tlm_load refuses it),
@@ -78,7 +79,8 @@ void tlm_server_place(tlm_server *s, uint8_t *memory, size_t memory_size, uint32
 void tlm_server_hello(tlm_server *s);
 
 /* Feeds one received byte to the line reader; a complete line is answered before this returns
-   (reading io.poll between tokens for a cancel). */
+   (reading io.poll between tokens for a cancel). A chat model takes each line as a question,
+   wrapped in its turn, and its answer ends at its end of reply. */
 void tlm_server_byte(tlm_server *s, uint8_t c);
 
 #endif

@@ -332,6 +332,11 @@ const char *tlm_load(tlm_model *m, const void *data, size_t size) {
         return "bad quantization type or group size";
     if (m->bits == 32 && !TLM_FLOAT_WEIGHTS)
         return "this build has no float32 weights (no FPU): quantize to 8 or 4 bits";
+    m->chat = rd32(p + 80);   /* the chat turn: token ids, or all 0 for a text model */
+    m->chat_user = rd32(p + 84), m->chat_assistant = rd32(p + 88), m->chat_end = rd32(p + 92);
+    uint32_t limit = m->chat ? m->vocab_size : 1;   /* a text model's ids are all 0 */
+    if (m->chat > 1 || m->chat_user >= limit || m->chat_assistant >= limit || m->chat_end >= limit)
+        return "bad chat turn: flag or token ids";
     {   /* epsilon * 2^32, rounded half up, from the bits of the double */
         uint64_t man = (eps & (((uint64_t)1 << 52) - 1)) | (eps_exp ? (uint64_t)1 << 52 : 0);
         int s = 1043 - (eps_exp ? eps_exp : 1);
@@ -963,7 +968,7 @@ int tlm_start(tlm_state *s, const uint32_t *prompt, uint32_t n) {
     return 0;
 }
 
-/* As generate.py: <bos> or <eos> ends the text; the last context slot stays unused. */
+/* As generate.py: <bos>, <eos> or a chat model's end token ends it; the last slot unused. */
 int32_t tlm_next(tlm_state *s, tlm_sampler *smp) {
     const tlm_model *m = s->m;
     if (s->pos == 0) return -1;
@@ -971,7 +976,7 @@ int32_t tlm_next(tlm_state *s, tlm_sampler *smp) {
         if (s->pos + 1 >= s->context || !tlm_forward(s, (uint32_t)s->pending)) return -1;
     }
     uint32_t t = sample(s, smp, s->logits, m->vocab_size, (uint16_t *)(void *)s->scratch);
-    if (t == m->bos_id || t == m->eos_id) return -1;
+    if (t == m->bos_id || t == m->eos_id || (m->chat && t == m->chat_end)) return -1;
     s->pending = (int32_t)t;
     return (int32_t)t;
 }
@@ -1058,20 +1063,20 @@ static int32_t encode_chunk(const tlm_model *m, const uint8_t *t, uint32_t n, ui
     }
 }
 
-int32_t tlm_encode(const tlm_model *m, const uint8_t *text, uint32_t len, int bos,
+int32_t tlm_encode(const tlm_model *m, const uint8_t *text, uint32_t len, int wrap,
                    uint32_t *ids, uint32_t max_ids) {
-    uint32_t count = 0;
-    if (bos) {
-        if (max_ids < 1) return -1;
-        ids[count++] = m->bos_id;
-    }
-    for (uint32_t i = 0; i < len;) {
+    uint32_t count = 0, chat = wrap == TLM_CHAT_TURN && m->chat;
+    if (max_ids < (wrap != 0) + 2 * chat) return -1;
+    if (wrap) ids[count++] = m->bos_id;
+    if (chat) ids[count++] = m->chat_user;
+    for (uint32_t i = 0; i < len;) {   /* the text leaves room for the reply's marker */
         uint32_t end = chunk_end(m, text, i, len);
-        int32_t n = encode_chunk(m, text + i, end - i, ids + count, max_ids - count);
+        int32_t n = encode_chunk(m, text + i, end - i, ids + count, max_ids - count - chat);
         if (n < 0) return -1;
         count += (uint32_t)n;
         i = end;
     }
+    if (chat) ids[count++] = m->chat_assistant;
     return (int32_t)count;
 }
 

@@ -10,7 +10,7 @@
        tlm_state state;
        err = tlm_init(&state, &model, arena, arena_bytes, context);
        uint32_t ids[64];
-       int32_t n = tlm_encode(&model, text, text_len, 1, ids, 64);    // with <bos>
+       int32_t n = tlm_encode(&model, text, text_len, TLM_BOS, ids, 64);
        tlm_sampler sampler;
        tlm_sampler_init(&sampler, 0, 0, 1 << 16, seed);               // greedy
        tlm_start(&state, ids, n);
@@ -34,6 +34,9 @@ typedef struct {
     uint32_t file_size;
     uint32_t vocab_size, dim, n_layers, n_heads, n_kv_heads, head_dim, hidden_dim, max_seq_len;
     uint32_t tie_embeddings, bits, group_size;
+    /* a single-turn chat model (chat 1): the ids that open the user's turn and the reply, and
+       the one that ends the reply (docs/format.md); all 0 for a text model */
+    uint32_t chat, chat_user, chat_assistant, chat_end;
     int64_t eps_q32;                 /* RMSNorm epsilon * 2^32 */
     const uint8_t *table;            /* section table: tokenizer, rope, tok_emb, layers, ... */
     const int16_t *rope;             /* [max_seq_len][head_dim / 2] (cos, sin) in Q14 */
@@ -93,13 +96,17 @@ void tlm_sampler_init(tlm_sampler *smp, uint32_t temperature_q16, uint32_t top_k
 uint32_t tlm_sample(tlm_sampler *smp, int32_t *logits, uint32_t vocab_size, uint16_t *order);
 
 /* Streaming generation: tlm_start feeds a prompt (n >= 1 tokens); each tlm_next returns one
-   new token, or -1 at <eos>/<bos> or when the context is full. */
+   new token, or -1 at <eos>/<bos>, a chat model's end of reply, or when the context is full. */
 int tlm_start(tlm_state *s, const uint32_t *prompt, uint32_t n);
 int32_t tlm_next(tlm_state *s, tlm_sampler *smp);
 
-/* Text to token ids (with <bos> first if bos); returns the count, or -1 if max_ids is too
-   small. Decoding: the bytes of token id after token prev (prev = -1 at the start). */
-int32_t tlm_encode(const tlm_model *m, const uint8_t *text, uint32_t len, int bos,
+/* Text to token ids: with TLM_BOS, <bos> first; with TLM_CHAT_TURN, a chat model's question
+   as it was trained, <bos> user text assistant (a text model: <bos> text). Returns the count,
+   or -1 if max_ids is too small. Decoding: the bytes of token id after token prev (prev = -1
+   at the start). */
+#define TLM_BOS 1
+#define TLM_CHAT_TURN 2
+int32_t tlm_encode(const tlm_model *m, const uint8_t *text, uint32_t len, int wrap,
                    uint32_t *ids, uint32_t max_ids);
 const uint8_t *tlm_piece(const tlm_model *m, int32_t prev, uint32_t id, uint32_t *len);
 
