@@ -342,6 +342,20 @@ def test_command_line_mistakes(stories, tmp_path):
     assert result.exit_code == 1 and "holds no search" in result.stderr
 
 
+def test_tinylm_works_without_optuna_and_search_says_how_to_get_it(stories, tmp_path):
+    blocker = tmp_path / "blocker" / "optuna"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('hidden for the test')\n")
+    path = os.pathsep.join([str(blocker.parent), os.getcwd()])
+    code = ("import sys, tinylm, tinylm.cli, tinylm.search.run; "
+            "from tinylm.cli import main; "
+            "main(['search', '--target', 'rp2040', '--data', sys.argv[1], '--out', sys.argv[2]])")
+    result = subprocess.run([sys.executable, "-c", code, str(stories), str(tmp_path / "s")],
+                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=path))
+    assert result.returncode == 1, result.stderr
+    assert "pip install 'tinylm[search]'" in result.stderr
+
+
 @pytest.mark.slow
 def test_a_tiny_search_end_to_end(stories, tmp_path):
     reason = emulate_rp2040.missing_tools()
