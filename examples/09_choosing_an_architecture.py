@@ -136,8 +136,9 @@ picture("09_tradeoff.png", draw_tradeoff)
 
 # %% [markdown]
 # ## Automating the search
-# `tinylm search` automates this. It is not in tinylm yet: until it is, the loop above is the
-# way to compare shapes.
+# `tinylm search --target rp2040 --data stories.txt --min-tok-s 50` automates this: an Optuna
+# study of width, depth, heads, FFN width, vocabulary and bits, each shape planned before it
+# is trained, the Pareto front measured in the emulator (docs/architecture.md).
 
 # %% [markdown]
 # ## Exercises

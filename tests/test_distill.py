@@ -92,6 +92,16 @@ def test_student_with_the_teachers_tokenizer(gemma_folder, stories, tmp_path):
     assert ids[1:1 + len(pieces[0].tokens)].tolist() == pieces[0].tokens.tolist()
 
 
+def test_a_student_with_a_character_vocabulary(gemma_folder, stories, tmp_path):
+    """Below 260 tokens the student's vocabulary is one of characters; the teacher's
+    predictions are projected onto it like onto BPE."""
+    summary = summary_of(distill("--teacher", gemma_folder, "--data", stories, *TINY,
+                                 "--vocab-size", 32, "--steps", 2, "--out", tmp_path, "--json"))
+    checkpoint = load_checkpoint(tmp_path)
+    assert len(checkpoint.tokenizer) == 32 and not checkpoint.tokenizer.merges
+    assert summary["step"] == 2 and 0 < summary["projected_mass"] <= 1
+
+
 def test_user_mistakes_are_one_line_errors(gemma_folder, stories, tmp_path, monkeypatch):
     result = distill("--teacher", gemma_folder, "--data", stories, "--synthetic", 1,
                      "--student-tokenizer", "teacher", "--out", tmp_path)

@@ -10,7 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "tinylm"
 # Pipeline order: a room may import itself and the rooms before it, never one after it.
-ROOMS = ["core", "text", "training", "distillation", "export", "runtime", "boards", "cli"]
+ROOMS = ["core", "text", "training", "distillation", "export", "runtime", "boards", "search",
+         "cli"]
 # Outside the rooms: atomic.py and optional.py (leaves any room may use), __init__ and __main__.
 LEAVES = {"atomic", "optional"}
 # The teacher package sits beside distillation: it may use what distillation may.

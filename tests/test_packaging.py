@@ -1,6 +1,6 @@
 """What a user gets from `pip install`: the wheel carries every file the package reads at run
-time (the C sources it builds, the ESP32 partition table), and a firmware build's by-products
-stay out of git."""
+time (the C sources it builds, the ESP32 partition table, the search's cost model), and a
+firmware build's by-products stay out of git."""
 import json
 import shutil
 import subprocess
@@ -24,7 +24,7 @@ def test_the_wheel_carries_the_runtime_sources_and_the_partition_table(tmp_path)
     wheel, = (tmp_path / "dist").glob("tinylm-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     needed = {str(p.relative_to(ROOT)) for p in (ROOT / "tinylm" / "runtime" / "csrc").iterdir()}
-    needed.add("tinylm/boards/esp32_partitions.csv")
+    needed |= {"tinylm/boards/esp32_partitions.csv", "tinylm/search/costmodel.json"}
     assert needed <= names
 
 

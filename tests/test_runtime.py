@@ -40,7 +40,9 @@ from tinylm.runtime import c_engine
 from tinylm.runtime.c_engine import CEngine, arena_bytes
 from tinylm.runtime.engine import Engine
 from tinylm.runtime.sampler import generate_ids
+from tinylm.text.corpus import make_stories
 from tinylm.text.data import split_documents
+from tinylm.text.tokenizer import Tokenizer
 from tinylm.training.checkpoint import Checkpoint, load_model, save_checkpoint
 
 shared = pytest.mark.skipif(not STORIES_BIN.exists(),
@@ -172,6 +174,26 @@ def test_encode_and_decode_match_python(bins, name):
         ids = [rng.randrange(len(tokenizer)) for _ in range(rng.randrange(1, 30))]
         pieces = b"".join(c.piece(prev, i) for prev, i in zip([-1] + ids, ids))
         assert pieces == tokenizer.decode_bytes(ids)
+
+
+def test_character_vocabulary_in_the_bin_and_the_c_runtime(tmp_path):
+    """A character vocabulary (no merges; bytes of missing characters share one fallback
+    token) goes through the .bin unchanged, and C encodes and decodes as Python does."""
+    tokenizer = Tokenizer.train_chars(make_stories(50), 40)
+    path = write_model_bin(tmp_path / "char.bin", random_model(tiny_config(40)), tokenizer, 8)
+    assert read_bin(path).tokenizer.vocab == tokenizer.vocab
+    c = CEngine(path)
+    rng = random.Random(1)
+    for _ in range(300):
+        text = random_text(rng, rng.randrange(0, 40))
+        assert c.encode(text, bos=True) == tokenizer.encode(text, bos=True), repr(text)
+    for _ in range(100):
+        ids = [rng.randrange(len(tokenizer)) for _ in range(rng.randrange(1, 30))]
+        assert b"".join(c.piece(-1, i) for i in ids) == tokenizer.decode_bytes(ids)
+    prompt = tokenizer.encode("Once upon a time", bos=True)
+    sampling = dict(temperature=1.0, top_p=0.9, seed=3)
+    assert list(c.generate(prompt, 20, **sampling)) == \
+        list(generate_ids(Engine(read_bin(path)), prompt, 20, **sampling))
 
 
 @shared

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from tinylm.text.bpe import count_chunks, learn_merges
 from tinylm.text.pretokenize import split
-from tinylm.text.tokenizer import SPECIALS, Tokenizer
+from tinylm.text.tokenizer import SPECIALS, Tokenizer, train_tokenizer
 
 CORPUS = [
     "Once upon a time, there was a little girl named Lily. She didn't like the rain.\n",
@@ -155,8 +155,8 @@ def test_training_compresses(tok):
 
 
 def test_vocab_size_errors():
-    with pytest.raises(ValueError, match=r"at least 260 \(256 byte tokens \+ 4 special tokens\), "
-                                         r"got 100"):
+    with pytest.raises(ValueError, match=r"at least 260 \(256 byte tokens \+ 4 special tokens\) "
+                                         r"for byte-level BPE, got 100: .*--tokenizer char"):
         Tokenizer.train(CORPUS, 100)
     with pytest.raises(ValueError) as error:
         Tokenizer.train("abab abab", 300)
@@ -325,3 +325,54 @@ def test_vocab_dump_lists_every_token(tok):
     assert lines[ord("a")].split() == ["97", "'a'"]
     assert lines[tok.bos_id].split() == [str(tok.bos_id), "'<bos>'", "special"]
     assert "(rank 0)" in lines[256] and repr(tok.vocab[256].decode()) in lines[256]
+
+
+# ---- character vocabularies -----------------------------------------------------------------
+
+def test_character_vocabulary_layout():
+    tok = Tokenizer.train_chars("abracadabra “ok”", 9)    # a fallback, 4 characters, 4 specials
+    # the 4 most frequent, ties in byte order: a 5, b 2, r 2, then " " first of the single ones
+    assert tok.vocab[:5] == [b"\xff", b" ", b"a", b"b", b"r"] and not tok.merges
+    assert list(tok.specials) == list(SPECIALS) and sorted(tok.specials.values()) == [5, 6, 7, 8]
+    assert tok.encode("ab z") == [2, 3, 1, 0]
+    assert tok.encode("é") == [0, 0]          # one fallback per byte of a missing character
+    assert Tokenizer.train_chars("“ab”", 9).char_ids == {"“".encode(): 3, "”".encode(): 4}
+
+
+def test_character_vocabulary_encodes_and_decodes():
+    tok = Tokenizer.train_chars(CORPUS, 40)
+    assert len(tok) == 40
+    kept = b"".join(tok.vocab[1:36]).decode()
+    for text in [kept, kept[::-1] * 2, "the cat", ""]:
+        assert tok.decode(tok.encode(text)) == text
+    # every token is one character or one byte, so bits per byte count each byte once
+    ids = tok.encode("日本 the")
+    assert sum(len(tok.vocab[i]) for i in ids) == len("日本 the".encode())
+    assert tok.decode(ids) == "\ufffd" * 6 + " the"
+    everything = Tokenizer.train_chars(CORPUS, len(set("".join(CORPUS))) + 5)
+    text = "".join(CORPUS)
+    assert everything.decode(everything.encode(text)) == text
+    assert len(everything.encode(text)) == len(text)
+
+
+def test_character_vocabulary_sizes_and_kinds():
+    with pytest.raises(ValueError, match=r"from 6 to 8 tokens \(its 3 characters, a fallback "
+                                         r"and 4 special tokens\), not 9"):
+        Tokenizer.train_chars("abcabc", 9)
+    with pytest.raises(ValueError, match="from 6 to"):
+        Tokenizer.train_chars("abcabc", 5)
+    assert len(train_tokenizer(CORPUS, 32)) == 32 and not train_tokenizer(CORPUS, 32).merges
+    assert len(train_tokenizer(CORPUS, 260).merges) == 0 and train_tokenizer(CORPUS, 300).merges
+    assert not train_tokenizer(CORPUS, 40, "char").merges
+    with pytest.raises(ValueError, match="at least 260"):
+        train_tokenizer(CORPUS, 64, "bpe")
+    with pytest.raises(ValueError, match="one of auto, bpe, char"):
+        train_tokenizer(CORPUS, 64, "words")
+
+
+def test_character_vocabulary_file_round_trip(tmp_path):
+    tok = Tokenizer.train_chars(CORPUS, 48)
+    tok.save(tmp_path / "tok.json")
+    loaded = Tokenizer.load(tmp_path / "tok.json")
+    assert loaded.vocab == tok.vocab and loaded.byte_ids == tok.byte_ids
+    assert all(loaded.encode(t) == tok.encode(t) for t in CORPUS)

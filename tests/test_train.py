@@ -128,6 +128,16 @@ def test_validation_numbers_match_evaluate(text_file, tmp_path):
     assert summary["val_bpb"] == pytest.approx(result["bpb"], rel=1e-6)
 
 
+@pytest.mark.parametrize("vocab_size", [16, 27])   # the stories have 22 characters
+def test_small_vocabularies_are_of_characters(text_file, tmp_path, vocab_size):
+    summary = train(tiny_args(text_file, tmp_path / "run", vocab_size=vocab_size, steps=4))
+    model, tokenizer = load_model(tmp_path / "run")
+    assert len(tokenizer) == model.config.vocab_size == vocab_size and not tokenizer.merges
+    assert np.isfinite(summary["val_bpb"])
+    with pytest.raises(ValueError, match="at least 260"):
+        train(tiny_args(text_file, tmp_path / "bpe", vocab_size=vocab_size, tokenizer="bpe"))
+
+
 def test_data_errors(tmp_path):
     (tmp_path / "short.txt").write_text("hi", encoding="utf-8")
     with pytest.raises(ValueError, match="training window needs"):

@@ -11,6 +11,7 @@ bottom; a room imports only the rooms above it (tests/test_layout.py keeps it so
     export/        the .bin file, quantization, llama2.c models
     runtime/       the C runtime and its integer arithmetic in NumPy
     boards/        memory plans, flashing, serial chat, emulated microcontrollers
+    search/        the best models for a board: an Optuna study, speed by a cost model
     cli/           the `tinylm` command
 
 Functions live in the modules named after what they do (tinylm.training.loop.train,

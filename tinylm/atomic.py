@@ -37,11 +37,12 @@ def remove_stale_temporaries(path: Path) -> None:
     """Delete the temporary files of `path` left by processes that no longer run."""
     for temporary in path.parent.glob(f".{path.name}.*.tmp"):
         pid = temporary.name[len(path.name) + 2:-len(".tmp")]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not running(int(pid)):
             temporary.unlink(missing_ok=True)
 
 
-def _running(pid: int) -> bool:
+def running(pid: int) -> bool:
+    """Whether a process of this machine with this id runs."""
     if pid == os.getpid():
         return True
     try:

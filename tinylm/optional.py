@@ -1,7 +1,9 @@
-"""Python packages that only some commands need: pyserial and esptool (`pip install
-'tinylm[flash]'`), datasets and datasketch (`pip install 'tinylm[teacher]'`). They are imported
-when a command needs them, so the rest of tinylm works without them, and their absence is one
-clear error instead of a traceback."""
+"""Python packages that only some commands need, each in an extra of the package: pyserial and
+esptool for flashing and chatting (`pip install 'tinylm[flash]'`), datasets and datasketch for
+teacher-written data (`pip install 'tinylm[teacher]'`), Optuna and matplotlib for `tinylm
+search` (`pip install 'tinylm[search]'`). They are imported when a command needs them, so the
+rest of tinylm works without them, and their absence is one clear error instead of a
+traceback."""
 from __future__ import annotations
 
 import importlib
@@ -9,6 +11,7 @@ from types import ModuleType
 
 FLASH_EXTRA = "pip install 'tinylm[flash]'"
 TEACHER_EXTRA = "pip install 'tinylm[teacher]'"
+SEARCH_EXTRA = "pip install 'tinylm[search]'"
 
 
 class MissingPackage(OSError):

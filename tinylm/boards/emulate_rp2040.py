@@ -224,13 +224,16 @@ def bench(model_path: str | Path, prompt: bytes = b"Once upon a time", max_token
     end = result.output.index(b"\n", start)
     prompt_cycles = result.cycles[start] - result.fed_at[-1]   # from the line's end
     tokens = int(closing.fields["tokens"])
-    generation_cycles = (result.cycles[end] - result.cycles[start]) / max(tokens, 1)
+    if tokens < 2:
+        raise ValueError(f"the model stopped after {tokens} token(s); measuring a generated "
+                         "token needs two: try another --seed or --prompt")
+    generation_cycles = (result.cycles[end] - result.cycles[start]) / tokens
     prompt_tokens = int(closing.fields["prompt"])
     macs = matvec_macs(model.config)
     flash_bytes = memplan.flash_weight_bytes(model, sram.copy_start, sram.copy_end)
     compute_tok_s = CPU_HZ / generation_cycles
-    flash_tok_s = XIP_BYTES_PER_SECOND / flash_bytes if flash_bytes > XIP_CACHE_BYTES else None
-    headline = min(compute_tok_s, flash_tok_s or compute_tok_s)
+    flash_tok_s = flash_bound(flash_bytes)
+    headline = compute_tok_s if flash_tok_s is None else min(compute_tok_s, flash_tok_s)
     first = build_firmware(seed, 1, cores, context)
     one_token = run(first, model_flash(model_path), prompt + b"\n", profile=True)
     by_function = cycles_by_function(result.profile, firmware)
@@ -264,6 +267,14 @@ def bench(model_path: str | Path, prompt: bytes = b"Once upon a time", max_token
         "stack_bytes": result.stacks_used,
         "context": int(ready.fields["ctx"]),
     }
+
+
+def flash_bound(flash_bytes: int) -> float | None:
+    """The tok/s that XIP flash reads allow for the weight bytes a token still reads from flash
+    (memplan.flash_weight_bytes), or None when they all fit in the cache (none: all in SRAM)."""
+    if flash_bytes <= XIP_CACHE_BYTES:
+        return None
+    return XIP_BYTES_PER_SECOND / flash_bytes
 
 
 def placed_weights(ready: protocol.Ready, model, firmware: Firmware) -> memplan.SramPlan:

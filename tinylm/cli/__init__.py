@@ -1,7 +1,8 @@
 """The `tinylm` command: demo, train, distill, synthesize, generate, eval, info, import-llama2c,
-quantize, run, flash, chat, bench, serve. One module per group of commands: train.py (train,
-generate, eval), distill.py (distill, synthesize), demo.py, models.py (quantize, run, info,
-import-llama2c), boards.py (flash, chat, serve, bench); common.py holds what they share.
+quantize, run, flash, chat, bench, serve, search. One module per group of commands: train.py
+(train, generate, eval), distill.py (distill, synthesize), demo.py, models.py (quantize, run,
+info, import-llama2c), boards.py (flash, chat, serve, bench), search.py (search, search show);
+common.py holds what they share.
 
 Each command is a thin layer over the library (its help names the module). Mistakes a user can
 make (a missing file, bad settings, too little data, a damaged checkpoint) reach this file as
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import click
 
-from . import boards, demo, distill, models, train
+from . import boards, demo, distill, models, search, train
 
 
 class ErrorsAsOneLine(click.Group):
@@ -42,5 +43,5 @@ for command in [train.train_command, train.generate_command, train.eval_command,
                 models.quantize_command, models.run_command, models.info_command,
                 models.import_llama2c_command,
                 boards.flash_group, boards.chat_command, boards.serve_command,
-                boards.bench_command]:
+                boards.bench_command, search.search_group]:
     main.add_command(command)

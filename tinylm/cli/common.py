@@ -13,6 +13,7 @@ from ..core.model import Transformer
 from ..export.binformat import read_bin
 from ..runtime.engine import Engine
 from ..text.data import SPLITS
+from ..text.tokenizer import KINDS
 from ..training import loop as training
 from ..training.checkpoint import load_checkpoint
 from ..training.generate import generate, stream_text
@@ -92,7 +93,10 @@ TRAIN_OPTIONS = [
     ("split", click.Choice(SPLITS), "How text is cut into documents (see tinylm/text/data.py)."),
     ("val_fraction", click.FloatRange(0, 1, min_open=True, max_open=True),
      "Fraction of the tokens held out for validation, without --val-data."),
-    ("vocab_size", COUNT, "Tokens in the vocabulary, learned from the data by BPE."),
+    ("vocab_size", COUNT, "Tokens in the vocabulary, learned from the data (--tokenizer)."),
+    ("tokenizer", click.Choice(KINDS), "Kind of vocabulary: bpe (byte-level BPE, 260 tokens "
+                                       "or more), char (a token per character of the text, "
+                                       "and one for any other byte), auto (char below 260)."),
     ("dim", COUNT, "Width of the residual stream."),
     ("n_layers", COUNT, "Transformer blocks."),
     ("n_heads", COUNT, "Query heads."),

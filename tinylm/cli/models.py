@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from ..boards import esp32_flash, memplan, rp2040_flash
+from ..boards import memplan
+from ..boards.targets import flash_room
 from ..core.model import Transformer
 from ..export.binformat import Q8, read_bin, write_bin
 from ..export.llama2c import import_llama2c
@@ -171,7 +172,7 @@ def bin_info(model_path, context, as_json, target=None, flash_size=None, psram=0
     weights = sum(t.values.nbytes if t.scales is None else  # float32, or int8/int4 + scales
                   -(-t.values.size * (8 if t.dtype == Q8 else 4) // 8) + t.scales.nbytes
                   for t in model.tensors.values())
-    plan = memplan.plan(model_path, target, target_flash(target, flash_size), context,
+    plan = memplan.plan(model_path, target, flash_room(target, flash_size), context,
                         psram) if target else None   # context 0: the one the firmware picks
     asked, context = context > 0, plan.context if plan else context or c.max_seq_len
     facts = {"file": str(model_path), "bytes": model.file_size, "format_version": 1,
@@ -219,11 +220,3 @@ def print_plan(plan, asked: bool) -> None:
                    f"flash{in_sram}")
     click.echo("  fits" if plan.fits else "  does not fit")
 
-
-def target_flash(target: str, flash_size: int | None) -> memplan.FlashRoom:
-    """Where `tinylm flash TARGET` puts a model (docs/flashing.md), for `info --target`."""
-    if target == "rp2040":
-        return rp2040_flash.flash_room(rp2040_flash.MODEL_OFFSET,
-                                       flash_size or rp2040_flash.FLASH_SIZE)
-    partition = esp32_flash.model_partition(None, None)
-    return esp32_flash.flash_room(partition, flash_size or esp32_flash.FLASH_SIZE)

@@ -39,7 +39,7 @@ from ..text.data import (
     save_tokens,
     token_dtype,
 )
-from ..text.tokenizer import Tokenizer
+from ..text.tokenizer import Tokenizer, train_tokenizer
 from ..training import loop as training
 from ..training.checkpoint import checkpoint_path, load_checkpoint
 from ..training.progress import plural
@@ -65,7 +65,7 @@ STAGE_SETTINGS = [
     ("targets/shard-*.npz", ("teacher", "data", "split", "dataset", "dataset_limit", "prompts",
                  "synthetic", "free", "k", "shard_size", "max_new_tokens",
                  "sample_temperature", "top_p", "seed")),
-    ("tokenizer.json", ("student_tokenizer", "vocab_size")),
+    ("tokenizer.json", ("student_tokenizer", "vocab_size", "tokenizer")),
     ("prepared.json", ("undecided", "val_data", "val_fraction")),
 ]
 
@@ -235,16 +235,23 @@ def _targets_stage(args, out: Path, log) -> int:
 def _tokenizer_stage(args, out: Path, log) -> Tokenizer:
     path = out / "tokenizer.json"
     if not path.exists():
-        texts = []
-        for piece in read_pieces(out / "targets"):
-            texts.append(piece.text.decode("utf-8", "replace"))
-            if piece.prompt:
-                texts.append(piece.prompt)
+        texts = corpus_texts(out / "targets")
         vocab_size = args.training.get("vocab_size", training.TrainArgs.vocab_size)
+        kind = args.training.get("tokenizer", training.TrainArgs.tokenizer)
         log(f"training the student's tokenizer ({vocab_size} tokens) on the corpus")
-        tokenizer = Tokenizer.train(texts, vocab_size)
+        tokenizer = train_tokenizer(texts, vocab_size, kind)
         atomic_write(path, lambda f: f.write(tokenizer.to_json().encode()))
     return Tokenizer.load(path)
+
+
+def corpus_texts(targets: Path) -> list[str]:
+    """The texts and prompts of the teacher's corpus, which the student's tokenizer learns."""
+    texts = []
+    for piece in read_pieces(targets):
+        texts.append(piece.text.decode("utf-8", "replace"))
+        if piece.prompt:
+            texts.append(piece.prompt)
+    return texts
 
 
 # ---- 3. projection --------------------------------------------------------------------------

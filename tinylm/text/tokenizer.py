@@ -1,4 +1,5 @@
-"""Tokenizer: text <-> token ids with byte-level BPE, for vocabularies of our own and foreign ones.
+"""Tokenizer: text <-> token ids with byte-level BPE, for vocabularies of our own and foreign ones,
+and character vocabularies for fewer than 260 tokens.
 
 Encoding a text:
   1. UTF-8 bytes. Lone surrogates (possible in a Python str) are encoded with "surrogatepass",
@@ -14,6 +15,10 @@ Encoding a text:
 Step 4 is the one rule both kinds of vocabulary share: ours has one merge per token with
 unique ranks; llama2.c's may have several merges to the same token, sharing its rank.
 
+A character vocabulary (train_chars) has no merges: a token per character of the corpus, and
+one fallback token that every other byte maps to (several bytes may share a token in
+`byte_ids`; its piece is the last of them, here 0xFF, which UTF-8 never uses).
+
 Special tokens (<bos>, <eos>, chat roles) never come out of steps 1-4: the text "<bos>" is
 encoded like any other. They are added only on request (encode(bos=True), encode_chat).
 decode() skips them, and removes the dummy-prefix space at the start of each text between them.
@@ -27,6 +32,7 @@ import functools
 import heapq
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +42,8 @@ from .pretokenize import split
 
 SPECIALS = ("<bos>", "<eos>", "<|user|>", "<|assistant|>")  # added by train(), in this order
 TRAINED_SPLIT_RULE = 1  # the pre-split rule version train() uses (pretokenize.py)
+SMALLEST_BPE = 256 + len(SPECIALS)   # byte-level BPE has every byte and the specials
+KINDS = ("auto", "bpe", "char")      # train_tokenizer: "auto" is char below SMALLEST_BPE
 FORMAT = "tinylm-tokenizer/1"
 
 # One UTF-8 character, cut the way llama2.c does: any byte, then up to 3 continuation bytes.
@@ -82,7 +90,8 @@ class Tokenizer:
         self._encode_chunk = functools.lru_cache(maxsize=4096)(self._merge_chunk)
 
     def _build_vocab(self) -> list[bytes]:
-        """id -> bytes of the token (special tokens: their name), checking ids are 0..n-1."""
+        """id -> bytes of the token (special tokens: their name), checking ids are 0..n-1. A
+        token that several bytes map to (a fallback) has the last of them as its piece."""
         tokens = {}
         for name, i in self.specials.items():
             tokens[i] = name.encode()
@@ -100,10 +109,10 @@ class Tokenizer:
 
         for i in parts:
             token_bytes(i)
-        n_ids = len(self.specials) + len(self.byte_ids) + len(self.char_ids) + len(parts)
+        n_ids = len(self.specials) + len(set(self.byte_ids)) + len(self.char_ids) + len(parts)
         if len(self.byte_ids) != 256 or sorted(tokens) != list(range(n_ids)):
             raise ValueError("tokenizer: token ids must be 0..n-1, each used once, "
-                             "with 256 byte tokens")
+                             "with a token for each of the 256 bytes")
         return [tokens[i] for i in range(n_ids)]
 
     # ---- training -------------------------------------------------------------------------
@@ -111,10 +120,12 @@ class Tokenizer:
     @classmethod
     def train(cls, texts: str | Iterable[str], vocab_size: int) -> Tokenizer:
         """Learn a tokenizer of `vocab_size` tokens: 256 bytes, merges, then the SPECIALS."""
-        smallest = 256 + len(SPECIALS)
+        smallest = SMALLEST_BPE
         if vocab_size < smallest:
             raise ValueError(f"vocab_size must be at least {smallest} (256 byte tokens + "
-                             f"{len(SPECIALS)} special tokens), got {vocab_size}")
+                             f"{len(SPECIALS)} special tokens) for byte-level BPE, got "
+                             f"{vocab_size}: a smaller vocabulary is one of characters "
+                             f"(--tokenizer char)")
         if isinstance(texts, str):
             texts = [texts]
         chunk_counts = count_chunks((text.encode("utf-8", "surrogatepass") for text in texts),
@@ -128,6 +139,24 @@ class Tokenizer:
         merges = [(left, right, 256 + rank, rank) for rank, (left, right) in enumerate(pairs)]
         return cls(merges=merges,
                    specials={name: n_merged + k for k, name in enumerate(SPECIALS)})
+
+    @classmethod
+    def train_chars(cls, texts: str | Iterable[str], vocab_size: int) -> Tokenizer:
+        """A character vocabulary of `vocab_size` tokens: the fallback (id 0), the
+        vocab_size - 5 most frequent characters of the texts (ties: in byte order), in byte
+        order, then the SPECIALS. Every byte of a character it lacks is the fallback."""
+        counts = count_characters(texts)
+        n_chars = vocab_size - 1 - len(SPECIALS)
+        if n_chars < 1 or n_chars > len(counts):
+            raise ValueError(f"a character vocabulary of this text has from {len(SPECIALS) + 2} "
+                             f"to {len(counts) + 1 + len(SPECIALS)} tokens (its {len(counts)} "
+                             f"characters, a fallback and {len(SPECIALS)} special tokens), "
+                             f"not {vocab_size}")
+        kept = sorted(sorted(counts, key=lambda char: (-counts[char], char))[:n_chars])
+        ids = {char: 1 + k for k, char in enumerate(kept)}
+        return cls(merges=[], specials={name: 1 + n_chars + k for k, name in enumerate(SPECIALS)},
+                   byte_ids=[ids.get(bytes([b]), 0) for b in range(256)],
+                   char_ids={char: i for char, i in ids.items() if len(char) > 1})
 
     # ---- encoding -------------------------------------------------------------------------
 
@@ -306,6 +335,24 @@ class Tokenizer:
             return cls.from_json(Path(path).read_text(encoding="utf-8"))
         except ValueError as e:  # json's errors are ValueErrors too
             raise ValueError(f"{path}: {e}") from None
+
+
+def count_characters(texts: str | Iterable[str]) -> Counter:
+    """How often each UTF-8 character (as bytes, cut as encoding cuts them) occurs."""
+    counts = Counter()
+    for text in [texts] if isinstance(texts, str) else texts:
+        counts.update(UTF8_CHAR.findall(text.encode("utf-8", "surrogatepass")))
+    return counts
+
+
+def train_tokenizer(texts: str | Iterable[str], vocab_size: int, kind: str = "auto") -> Tokenizer:
+    """A new vocabulary of `kind` (KINDS): "bpe" (Tokenizer.train), "char"
+    (Tokenizer.train_chars), or "auto": characters below SMALLEST_BPE tokens, else BPE."""
+    if kind not in KINDS:
+        raise ValueError(f"the tokenizer kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if kind == "char" or kind == "auto" and vocab_size < SMALLEST_BPE:
+        return Tokenizer.train_chars(texts, vocab_size)
+    return Tokenizer.train(texts, vocab_size)
 
 
 def _show(token: bytes) -> str:

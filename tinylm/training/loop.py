@@ -1,10 +1,10 @@
 """Training: text files in, a trained model (OUT/checkpoint.npz) out.
 
-    1. Cut the text into documents, train a BPE tokenizer on them, and write the token ids to
-       OUT/train.uint16 and OUT/val.uint16 (data.py). Without separate validation files, the
-       last val_fraction of the tokens is held out. Chat records (chat_data: prompt/reply
-       pairs, text/chat_data.py) go in as <bos> <|user|> prompt <|assistant|> reply <eos>,
-       before the documents, and make the model a chat model.
+    1. Cut the text into documents, train a tokenizer on them (BPE, or characters), and write
+       the token ids to OUT/train.uint16 and OUT/val.uint16 (data.py). Without separate
+       validation files, the last val_fraction of the tokens is held out. Chat records
+       (chat_data: prompt/reply pairs, text/chat_data.py) go in as <bos> <|user|> prompt
+       <|assistant|> reply <eos>, before the documents, and make the model a chat model.
     2. Loop: learning rate from the schedule, a random batch, loss and gradients, gradient
        clipping, an AdamW step (optim.py). Every eval_every steps, loss and bits per byte on the
        validation tokens; every checkpoint_every steps, and at the end, a checkpoint.
@@ -47,7 +47,7 @@ from ..text.data import (
     split_tail,
     token_dtype,
 )
-from ..text.tokenizer import Tokenizer
+from ..text.tokenizer import Tokenizer, train_tokenizer
 from .checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from .evaluate import document_nats
 from .progress import ProgressBar, append_metrics, plot_losses
@@ -63,6 +63,7 @@ class TrainArgs:
     split: str = "auto"             # how text is cut into documents (data.split_documents)
     # model (ModelConfig)
     vocab_size: int = 512
+    tokenizer: str = "auto"         # text.tokenizer.KINDS: bpe, char, or auto (char below 260)
     dim: int = 64
     n_layers: int = 4
     n_heads: int = 4
@@ -100,8 +101,8 @@ class TrainArgs:
 
 # What the tokenizer, the token files and the model are made from: fixed once training starts.
 FIXED_WHEN_RESUMING = ("data", "chat_data", "val_data", "val_fraction", "split", "vocab_size",
-                       "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_dim",
-                       "seq_len", "chat")
+                       "tokenizer", "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim",
+                       "hidden_dim", "seq_len", "chat")
 
 
 def model_config(args: TrainArgs, vocab_size: int) -> ModelConfig:
@@ -128,8 +129,8 @@ def prepare(args: TrainArgs) -> Tokenizer:
     out.mkdir(parents=True, exist_ok=True)
     documents = read_documents(args.data, args.split) if args.data or not args.chat_data else []
     pairs = [pair for source in args.chat_data for pair in read_chat_pairs(source)]
-    tokenizer = Tokenizer.train(documents + [text for pair in pairs for text in pair],
-                                args.vocab_size)
+    tokenizer = train_tokenizer(documents + [text for pair in pairs for text in pair],
+                                args.vocab_size, args.tokenizer)
     encoded = [tokenizer.encode_chat(*pair) for pair in pairs]
     encoded += [tokenizer.encode(document, bos=True) for document in documents]
     tokens = np.concatenate(encoded).astype(token_dtype(tokenizer.vocab_size))

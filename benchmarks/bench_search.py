@@ -1,0 +1,86 @@
+"""The default search for the RP2040 on the TinyStories head, timed, and its Pareto front
+against the reference models it trains beside (the seeds' two templates and tiny8k).
+
+    python benchmarks/bench_search.py [--trials 100] [--jobs 2] [--out /tmp/bench-search]
+
+Runs `tinylm search --target rp2040 --data ../shared/data/tinystories_train_head.txt` with
+--trials and --jobs (resuming what --out holds), then prints the wall time, the trials, the
+front and these checks:
+
+- the front dominates each reference: a front model at least as good on both axes and better
+  on one (bits per byte of its .bin, emulated tok/s);
+- at the seeds' 8K budget: a front model of at most 8,000 parameters with 4x the seed
+  balanced template's tok/s or more and lower bits per byte;
+- against tiny8k: a front model 10% better on one axis (bits per byte 10% lower, or tok/s
+  10% higher) and no worse on the other.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_TEXT = ROOT.parent / "shared" / "data" / "tinystories_train_head.txt"
+BUDGET = 8_000
+
+
+def dominated(reference: dict, front: list[dict]) -> dict | None:
+    """The first front model that beats the reference on one axis, and is as good on the other."""
+    return next((r for r in front if r["bpb"] <= reference["bpb"] and r["tok_s"] >= reference[
+        "tok_s"] and (r["bpb"] < reference["bpb"] or r["tok_s"] > reference["tok_s"])), None)
+
+
+def checks(front: list[dict], references: dict) -> list[tuple[str, dict | None]]:
+    found = [(f"dominates {name}", dominated(r, front)) for name, r in references.items()
+             if r.get("bpb") is not None]
+    balanced, tiny = references.get("seed balanced"), references.get("tiny8k")
+    if balanced and balanced.get("bpb") is not None:
+        found.append((f"<= {BUDGET:,} parameters, 4x seed balanced's tok/s, lower bits/byte",
+                      next((r for r in front if r["n_params"] <= BUDGET and r["tok_s"] >= 4 *
+                            balanced["tok_s"] and r["bpb"] < balanced["bpb"]), None)))
+    if tiny and tiny.get("bpb") is not None:
+        found.append(("10% better than tiny8k on one axis, no worse on the other", next((
+            r for r in front if r["bpb"] <= tiny["bpb"] and r["tok_s"] >= tiny["tok_s"] and (
+                r["bpb"] <= 0.9 * tiny["bpb"] or r["tok_s"] >= 1.1 * tiny["tok_s"])), None)))
+    return found
+
+
+@click.command()
+@click.option("--trials", default=100, show_default=True)
+@click.option("--jobs", default=2, show_default=True)
+@click.option("--out", default="/tmp/bench-search", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def main(trials, jobs, out, as_json):
+    if not TRAIN_TEXT.exists():
+        sys.exit(f"skipped: {TRAIN_TEXT} is absent (the benchmark needs ../shared)")
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "tinylm", "search", "--target", "rp2040", "--data",
+                    str(TRAIN_TEXT), "--trials", str(trials), "--jobs", str(jobs), "--out", out],
+                   check=True, cwd=ROOT)
+    seconds = time.perf_counter() - started
+    front = json.loads((Path(out) / "front.json").read_text())
+    rows = json.loads((Path(out) / "trials.json").read_text())
+    references = {r["trial"]: r for r in rows if r["state"] == "reference"}
+    states = {state: sum(r["state"] == state for r in rows) for state in
+              ("complete", "pruned", "refused", "failed")}
+    found = checks(front, references)
+    if as_json:
+        print(json.dumps({"seconds": seconds, "states": states, "front": front,
+                          "references": references,
+                          "checks": {name: r and r["trial"] for name, r in found}}))
+        return
+    print(f"{seconds / 60:.1f} minutes; trials: " + ", ".join(f"{n} {s}" for s, n in
+                                                              states.items()))
+    for name, row in found:
+        print(f"{'yes' if row else 'NO ':4} {name}" + (
+            f": trial {row['trial']} ({row['label']}, {row['n_params']:,} parameters, "
+            f"{row['bpb']:.4f} bits/byte, {row['tok_s']:,.1f} tok/s)" if row else ""))
+
+
+if __name__ == "__main__":
+    main()
