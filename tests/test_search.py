@@ -273,6 +273,29 @@ def test_nothing_that_fails_the_memory_plan_is_trained(stories, tmp_path, monkey
     assert all(t.constraints["fits"] > 0 for t in the_study.trials if "refused" in t.user_attrs)
 
 
+def test_a_shape_drawn_again_is_not_trained_again(stories, tmp_path, monkeypatch):
+    settings = tiny(stories, tmp_path, trials=1)
+    trained = []
+
+    def train(self, on_validation=None):
+        trained.append(self.shape)
+        return {"interrupted": False, "val_bpb": 2.0}
+    monkeypatch.setattr(Candidate, "train", train)
+    monkeypatch.setattr(Candidate, "score", lambda self: {"bpb": 2.0, "bin": "", "bin_bytes": 0,
+                                                          "candidates": 0.0, "tok_s": 100.0})
+    study.work(settings, 0, HEARTBEAT)
+    first = study.load(settings).trials[-1]
+    study.load(settings).enqueue_trial(first.params)        # as a sampler drawing it again
+    settings.trials = 2
+    study.work(settings, 0, HEARTBEAT)
+    the_study = study.load(settings)
+    again = the_study.trials[first.number + 1]
+    assert again.params == first.params and again.state.name == "PRUNED"
+    assert again.user_attrs["refused"] == f"the same shape as trial {first.number}, trained " \
+                                          "already"
+    assert len(trained) == 2 and trained[0] != trained[1] and study.trained(the_study) == 2
+
+
 def test_a_study_refuses_a_worker_with_other_settings(stories, tmp_path):
     study.open_study(tiny(stories, tmp_path))
     with pytest.raises(ValueError, match=r"other settings \(steps: 8\)"):

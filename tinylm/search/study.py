@@ -120,6 +120,10 @@ class Objective:
         trial.set_user_attr("shape", dataclasses.asdict(shape))
         directory = Path(self.settings.out) / "trials" / f"{trial.number:05d}"
         candidate = Candidate(shape, self.settings, directory, self.target, self.cost_model)
+        earlier = self.trained_before(trial.number, trial.user_attrs["shape"])
+        if earlier is not None:        # samplers may draw a shape again: train it once
+            trial.set_user_attr("refused", f"the same shape as trial {earlier}, trained already")
+            raise o.TrialPruned(trial.user_attrs["refused"])
         try:
             reason = problem(shape, self.space)
             check = Check(reason, 1.0) if reason else candidate.check()
@@ -158,6 +162,16 @@ class Objective:
                                 f"once trained, below --min-tok-s {self.settings.min_tok_s:g}")
             trial.set_constraint("fits", self.settings.min_tok_s / scores["tok_s"] - 1)
         return scores["bpb"], scores["tok_s"]
+
+    def trained_before(self, number: int, shape: dict) -> int | None:
+        """The first other trial that trains or trained this shape (failed ones are not)."""
+        states = [optuna().trial.TrialState.COMPLETE, optuna().trial.TrialState.PRUNED,
+                  optuna().trial.TrialState.RUNNING]
+        for other in self.study.get_trials(deepcopy=False, states=states):
+            if other.number != number and other.user_attrs.get("training") \
+                    and other.user_attrs.get("shape") == shape:
+                return other.number
+        return None
 
     def hopeless(self, number: int, tok_s: float, step: int, bpb: float) -> bool:
         finished = self.study.get_trials(deepcopy=False,
