@@ -1,4 +1,5 @@
 """The `tinylm` command line, run in-process with click's CliRunner, on a tiny model."""
+import importlib.util
 import json
 import re
 
@@ -113,6 +114,9 @@ DEMO = ["--steps", 2, "--teacher-steps", 2, "--stories", 60, "--questions", 40,
         "--held-out", 4]
 
 
+@pytest.mark.skipif(not all(importlib.util.find_spec(name) for name in ("torch", "transformers")),
+                    reason="the demo's teacher needs PyTorch and transformers: pip install -e "
+                           "'.[teacher]' (the demo without them is tested below)")
 def test_demo_runs_end_to_end(tmp_path):
     result = run("demo", "--out", tmp_path, *DEMO)
     assert result.exit_code == 0, result.output
