@@ -261,7 +261,7 @@ def test_ctrl_c_stops_the_answer_on_the_board(board, endless_bin):
     _, err = client.communicate(timeout=LIMIT)
     assert client.returncode == 130
     stopped = re.search(rb"\[(\d+) tokens, \S+ tok/s, stopped\]", err)
-    assert stopped and int(stopped.group(1)) < 8192 - 2
+    assert stopped and int(stopped.group(1)) < 8192 - 2, err
     status, _, err = chat(b.path, "--prompt", "x" * 256)     # refused by the client, but ...
     assert status == 1 and "connected to" in err            # ... the board greeted it: idle
 
