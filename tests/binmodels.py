@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import functools
 import struct
+import subprocess
 import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from tinylm.cli import main
@@ -27,6 +29,28 @@ STORIES_BIN = SHARED / "models" / "stories260K.bin"
 TOKENIZER_BIN = SHARED / "models" / "tok512.bin"
 VALID_TEXT = SHARED / "data" / "tinystories_valid_head.txt"
 TRAIN_TEXT = SHARED / "data" / "tinystories_train_head.txt"
+STORIES_ABSENT = f"{STORIES_BIN.parent.parent} (stories260K) is absent"
+needs_stories = pytest.mark.skipif(not STORIES_BIN.exists(), reason=STORIES_ABSENT)
+
+EMPTY_PROGRAM = "int main(void) { return 0; }\n"
+EMPTY_FUZZ_TARGET = ("#include <stddef.h>\n#include <stdint.h>\n"
+                     "int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) "
+                     "{ (void)data; (void)size; return 0; }\n")
+
+
+@functools.cache
+def no_32bit_build(cc: str, flags: tuple[str, ...], source: str = EMPTY_PROGRAM) -> str | None:
+    """Why `cc -m32 flags` cannot build even an empty program here (None if it can). Only then
+    is a 32-bit build of the runtime skipped: any other failure of it is the runtime's."""
+    with tempfile.TemporaryDirectory() as folder:
+        empty = Path(folder) / "empty.c"
+        empty.write_text(source)
+        built = subprocess.run([cc, "-m32", *flags, str(empty), "-o", str(empty.with_suffix(""))],
+                               capture_output=True, text=True)
+    if built.returncode == 0:
+        return None
+    return ("no 32-bit build here (.ci/run installs libc6-dev-i386, gcc-multilib and "
+            f"g++-multilib): {built.stderr[-300:]}")
 
 
 @functools.lru_cache(maxsize=None)

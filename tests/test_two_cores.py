@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from binmodels import (
+    STORIES_ABSENT,
     STORIES_BIN,
     random_model,
     stories_bin,
@@ -59,7 +60,7 @@ def run(program, path):
 def model_path(name, directory):
     if name == "stories-8":
         if not STORIES_BIN.exists():
-            pytest.skip(f"{STORIES_BIN.parent.parent} (stories260K) is absent")
+            pytest.skip(STORIES_ABSENT)
         return stories_bin(8)
     kind, bits = name.split("-")
     tokenizer = stories_tokenizer()
