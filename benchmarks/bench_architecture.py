@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from tinylm.atomic import write_json  # noqa: E402
 from tinylm.boards import memplan  # noqa: E402
 from tinylm.boards.targets import flash_room  # noqa: E402
+from tinylm.core.config import hidden_width  # noqa: E402
 from tinylm.core.model import Transformer  # noqa: E402
 from tinylm.export.binformat import read_bin, write_bin  # noqa: E402
 from tinylm.export.quantize import quantize_model  # noqa: E402
@@ -43,7 +44,7 @@ from tinylm.search.measure import (  # noqa: E402
     measure,
     top_p_candidates,
 )
-from tinylm.search.space import Shape, hidden_width  # noqa: E402
+from tinylm.search.space import Shape  # noqa: E402
 from tinylm.text.data import read_documents  # noqa: E402
 from tinylm.text.tokenizer import train_tokenizer  # noqa: E402
 

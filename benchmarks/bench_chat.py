@@ -38,7 +38,6 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tinylm.cli import demo  # noqa: E402
-from tinylm.core.model import Transformer  # noqa: E402
 from tinylm.distillation import stages as distilling  # noqa: E402
 from tinylm.export.binformat import read_bin, write_bin  # noqa: E402
 from tinylm.export.quantize import DEFAULT_GROUP, quantize_model  # noqa: E402
@@ -71,7 +70,7 @@ def train_run(root: Path, name: str, data: Path, tokenizer, seed: int, kd_weight
             tokenizer)
     seconds = time.perf_counter() - started
     checkpoint = load_checkpoint(out)
-    model, turn = Transformer(checkpoint.config, checkpoint.params), checkpoint.chat
+    model, turn = checkpoint.model(), checkpoint.chat
     questions = corpus.test_questions
     pairs = [(q.prompt, q.reply) for q in questions]
     model_bin = out / "model-int8.bin"

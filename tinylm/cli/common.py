@@ -9,25 +9,17 @@ from pathlib import Path
 import click
 
 from ..boards.partitions import parse_number
-from ..core.model import Transformer
 from ..export.binformat import read_bin
 from ..runtime.engine import Engine
 from ..text.data import SPLITS
 from ..text.tokenizer import KINDS
 from ..training import loop as training
 from ..training.checkpoint import load_checkpoint
-from ..training.generate import generate, stream_text
+from ..training.generate import stream_text
 
 
 def print_json(obj) -> None:
     click.echo(json.dumps(obj))
-
-
-def print_sample(model, tokenizer, prompt: str, **sampling) -> None:
-    """Print `prompt`, then the model's continuation piece by piece as it is generated."""
-    prompt_ids = tokenizer.encode(prompt, bos=True)
-    new_ids = generate(model, tokenizer, prompt_ids, **sampling)  # checks the arguments
-    print_stream(tokenizer, prompt, prompt_ids, new_ids, model.config.max_seq_len)
 
 
 def prompt_to_run(tokenizer, chat, prompt: str, question: str | None, model_path):
@@ -176,5 +168,4 @@ def load_scorable(path, command: str):
         engine = Engine(read_bin(path))
         return engine, engine.tokenizer, engine.model.chat
     checkpoint = load_checkpoint(path)
-    return (Transformer(checkpoint.config, checkpoint.params), checkpoint.tokenizer,
-            checkpoint.chat)
+    return checkpoint.model(), checkpoint.tokenizer, checkpoint.chat

@@ -104,7 +104,7 @@ def demo_command(out, steps, teacher_steps, stories, questions, held_out, seed):
     else:
         training.start(train_args, tokenizer)
     checkpoint = load_checkpoint(out)
-    model = Transformer(checkpoint.config, checkpoint.params)
+    model = checkpoint.model()
     heading("After training, the student answers:")
     after = score(model, tokenizer, checkpoint.chat, test_questions)
 

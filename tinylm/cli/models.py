@@ -5,7 +5,6 @@ import click
 
 from ..boards import memplan
 from ..boards.targets import flash_room
-from ..core.model import Transformer
 from ..export.binformat import Q8, read_bin, write_bin
 from ..export.llama2c import import_llama2c
 from ..export.quantize import DEFAULT_GROUP, calibration_sequences, error_table, quantize_model
@@ -111,7 +110,7 @@ def quantize_command(model_path, bits, group_size, out, calib_paths, eval_paths,
     bits = int(bits)
     check_model_path(model_path, "quantize", "directory")
     checkpoint = load_checkpoint(model_path)
-    model, tokenizer = Transformer(checkpoint.config, checkpoint.params), checkpoint.tokenizer
+    model, tokenizer = checkpoint.model(), checkpoint.tokenizer
     group = 0 if bits == 32 else group_size or DEFAULT_GROUP[bits]
     calibration = None
     if bits == 4:

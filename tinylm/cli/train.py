@@ -4,7 +4,6 @@ from __future__ import annotations
 import click
 from click.core import ParameterSource
 
-from ..core.model import Transformer
 from ..text.chat_data import read_chat_pairs
 from ..text.data import SPLITS, read_documents
 from ..training import loop as training
@@ -89,8 +88,7 @@ def generate_command(model_path, prompt, question, **sampling):
     MODEL is a checkpoint directory or .npz file. See tinylm/training/generate.py."""
     check_model_path(model_path, "generate", "directory")
     checkpoint = load_checkpoint(model_path)
-    model, tokenizer, chat = (Transformer(checkpoint.config, checkpoint.params),
-                              checkpoint.tokenizer, checkpoint.chat)
+    model, tokenizer, chat = checkpoint.model(), checkpoint.tokenizer, checkpoint.chat
     shown, prompt_ids = prompt_to_run(tokenizer, chat, prompt, question, model_path)
     new_ids = generate(model, tokenizer, prompt_ids, end_id=chat.end if chat else None,
                        **sampling)

@@ -3,7 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
+
+
+def hidden_width(dim: int, ratio: float = 8 / 3) -> int:
+    """The SwiGLU hidden width for a ratio to dim (8/3 keeps its three matrices at the
+    parameters of a 4x two-matrix MLP), rounded up to a multiple of 4."""
+    return 4 * math.ceil(ratio * dim / 4)
 
 
 @dataclass(frozen=True)

@@ -200,7 +200,8 @@ class Transformer:
         loss = sum(w * part_loss for w, (part_loss, _) in zip(weights, results))
         grads = {}
         for name in results[0][1]:
-            total = results[0][1][name] * weights[0]
+            total = results[0][1][name]          # this step's own array: scaled in place
+            total *= weights[0]
             for w, (_, part_grads) in zip(weights[1:], results[1:]):
                 total += part_grads[name] * w
             grads[name] = total

@@ -17,10 +17,9 @@ learn which work.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
-from ..core.config import ModelConfig
+from ..core.config import ModelConfig, hidden_width
 from ..text.tokenizer import SMALLEST_BPE
 
 DIMS = (2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
@@ -91,10 +90,6 @@ def vocab_choices(characters: int) -> tuple[int, ...]:
     if largest < SMALLEST_BPE:
         chars.append(largest)
     return (*chars, *BPE_VOCABS)
-
-
-def hidden_width(dim: int, ratio: float) -> int:
-    return 4 * math.ceil(ratio * dim / 4)
 
 
 def suggest(trial, space: Space) -> Shape:

@@ -52,6 +52,9 @@ class Checkpoint:
     train_args: dict | None = None  # train.TrainArgs as a dict
     chat: ChatTurn | None = None    # a single-turn chat model's turn; None: a text model
 
+    def model(self) -> Transformer:
+        return Transformer(self.config, self.params)
+
 
 def checkpoint_path(path: str | Path) -> Path:
     """A checkpoint file, or a directory that holds checkpoint.npz."""
@@ -110,5 +113,5 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 def load_model(path: str | Path) -> tuple[Transformer, Tokenizer]:
     """The model and tokenizer of a checkpoint (file or directory), e.g. to generate or evaluate."""
     checkpoint = load_checkpoint(path)
-    return Transformer(checkpoint.config, checkpoint.params), checkpoint.tokenizer
+    return checkpoint.model(), checkpoint.tokenizer
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.config import ModelConfig
+from ..core.config import ModelConfig, hidden_width
 from ..core.model import Transformer
 from ..core.ops import SoftTargets
 from ..core.optim import AdamW, clip_grad_norm, learning_rate
@@ -108,7 +108,7 @@ FIXED_WHEN_RESUMING = ("data", "chat_data", "val_data", "val_fraction", "split",
 def model_config(args: TrainArgs, vocab_size: int) -> ModelConfig:
     n_kv_heads = args.n_kv_heads or args.n_heads
     head_dim = args.head_dim or args.dim // args.n_heads
-    hidden_dim = args.hidden_dim or 4 * math.ceil(8 * args.dim / 3 / 4)
+    hidden_dim = args.hidden_dim or hidden_width(args.dim)
     return ModelConfig(vocab_size=vocab_size, dim=args.dim, n_layers=args.n_layers,
                        n_heads=args.n_heads, n_kv_heads=n_kv_heads, head_dim=head_dim,
                        hidden_dim=hidden_dim, max_seq_len=args.seq_len)
@@ -171,7 +171,7 @@ def resume(out: str | Path, on_step=None, **changes) -> dict:
     if changed:
         raise ValueError("cannot change when resuming: " + ", ".join(
             f"{name} (the checkpoint has {getattr(saved, name)!r})" for name in changed))
-    model = Transformer(checkpoint.config, checkpoint.params)
+    model = checkpoint.model()
     optimizer = AdamW(model.params, weight_decay=args.weight_decay)
     optimizer.load_state_dict(checkpoint.optimizer)
     sampler = _sampler(args, model.config, seed=0)  # the seed is overwritten by the saved state
