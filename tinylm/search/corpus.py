@@ -146,8 +146,7 @@ def _cut_validation(directory: Path, tokenizer: Tokenizer, val_bytes: int) -> di
     of them that reach a quarter of that, which training validates on as it goes."""
     path = directory / f"val.{token_dtype(tokenizer.vocab_size).name}"
     tokens = np.fromfile(path, path.suffix[1:])
-    specials = set(tokenizer.specials.values())
-    sizes = np.array([0 if i in specials else len(p) for i, p in enumerate(tokenizer.vocab)])
+    sizes = np.array(tokenizer.text_bytes())
     starts = [*np.flatnonzero(tokens == tokenizer.bos_id), len(tokens)]
     total = end = 0
     quick = None

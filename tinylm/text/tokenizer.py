@@ -283,6 +283,12 @@ class Tokenizer:
     def eos_id(self) -> int:
         return self.special_id("<eos>")
 
+    def text_bytes(self) -> list[int]:
+        """UTF-8 bytes of text each token stands for (0 for a special token), for bits per
+        byte."""
+        specials = set(self.specials.values())
+        return [0 if i in specials else len(piece) for i, piece in enumerate(self.vocab)]
+
     def vocab_dump(self) -> str:
         """One line per token, for people: id, the token, and how merges build it."""
         built_from = {}

@@ -201,10 +201,7 @@ def _train_loop(args, model, tokenizer, optimizer, sampler, step, on_step) -> di
     out = Path(args.out)
     metrics = out / "metrics.jsonl"
     val_tokens = load_tokens(out / f"val.{token_dtype(tokenizer.vocab_size).name}")
-    # UTF-8 bytes of each token, for bits per byte; special tokens stand for no text.
-    specials = set(tokenizer.specials.values())
-    token_bytes = np.array([0 if i in specials else len(piece)
-                            for i, piece in enumerate(tokenizer.vocab)])
+    token_bytes = np.array(tokenizer.text_bytes())
     warmup = args.warmup_steps if args.warmup_steps is not None else args.steps // 20
     tokens_per_step = args.batch_size * args.seq_len
     bar = ProgressBar(args.steps, step, tokens_per_step)
