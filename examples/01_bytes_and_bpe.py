@@ -12,11 +12,12 @@
 # %%
 from collections import Counter
 
-from course import picture
 from tinylm.text.bpe import count_chunks, learn_merges
 from tinylm.text.corpus import make_stories
 from tinylm.text.pretokenize import split
 from tinylm.text.tokenizer import Tokenizer
+
+from course import picture
 
 # %% [markdown]
 # ## Bytes

@@ -13,8 +13,9 @@
 # %%
 import numpy as np
 
-from course import picture, story_model
 from tinylm.core import ops
+
+from course import picture, story_model
 
 model, tokenizer = story_model()
 c, p = model.config, model.params

@@ -15,12 +15,13 @@ import math
 
 import numpy as np
 
-from course import setting
 from tinylm.core.config import ModelConfig
 from tinylm.core.model import Transformer
 from tinylm.core.optim import AdamW, clip_grad_norm, learning_rate
 from tinylm.text.corpus import make_stories
 from tinylm.text.tokenizer import Tokenizer
+
+from course import setting
 
 stories = make_stories(300)
 tokenizer = Tokenizer.train(stories, 300)

@@ -19,10 +19,11 @@ import shutil
 
 import numpy as np
 
-from course import output_dir, setting
 from tinylm import load_model
 from tinylm.training.generate import generate, stream_text, token_probs
 from tinylm.training.loop import TrainArgs, train
+
+from course import output_dir, setting
 
 NUMBERS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 COLOURS = ["green", "red", "blue", "yellow", "white", "brown"]

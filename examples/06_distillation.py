@@ -47,7 +47,8 @@ assert np.isclose(kl, kd_loss(1.0, 1.0)[0])
 # Temperature T softens both distributions (p^(1/T), renormalized) to show more of the small
 # probabilities; T^2 keeps the gradient's size the same. Weight w mixes in the hard label.
 T, w = 2.0, 0.5
-q_T, s_T = q ** (1 / T) / np.sum(q ** (1 / T)), s_outcomes ** (1 / T) / np.sum(s_outcomes ** (1 / T))
+q_T = q ** (1 / T) / np.sum(q ** (1 / T))
+s_T = s_outcomes ** (1 / T) / np.sum(s_outcomes ** (1 / T))
 by_hand = (1 - w) * -np.log(s[0]) + w * T ** 2 * np.sum(q_T * np.log(q_T / s_T))
 print(f"T = 2, w = 0.5: by hand {by_hand:.6f}, library {kd_loss(w, T)[0]:.6f}")
 assert np.isclose(by_hand, kd_loss(w, T)[0])

@@ -12,13 +12,19 @@
 # %%
 import numpy as np
 
-from course import output_dir, picture, story_model
 from tinylm.export.binformat import read_bin, write_bin
-from tinylm.export.quantize import calibration_sequences, error_table, quantize_matrix, quantize_model
+from tinylm.export.quantize import (
+    calibration_sequences,
+    error_table,
+    quantize_matrix,
+    quantize_model,
+)
 from tinylm.runtime import fixedpoint as fx
 from tinylm.runtime.engine import Engine
 from tinylm.text.corpus import make_stories
 from tinylm.training.evaluate import evaluate
+
+from course import output_dir, picture, story_model
 
 model, tokenizer = story_model()
 w = model.params["layers.0.w2"].astype(np.float64)      # (out, in) = (dim, hidden)

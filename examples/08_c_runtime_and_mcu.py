@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 
-from course import output_dir, picture, story_model
 from tinylm.boards import emulate_rp2040
 from tinylm.export.binformat import read_bin, write_bin
 from tinylm.export.quantize import quantize_model
@@ -27,6 +26,8 @@ from tinylm.runtime.c_engine import CEngine, arena_bytes
 from tinylm.runtime.engine import Engine
 from tinylm.runtime.sampler import generate_ids
 from tinylm.training.generate import stream_text
+
+from course import output_dir, picture, story_model
 
 model, tokenizer = story_model()
 path = output_dir() / "story-model-int8.bin"

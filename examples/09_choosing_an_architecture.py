@@ -15,7 +15,6 @@
 # %%
 import shutil
 
-from course import output_dir, picture, setting
 from tinylm import ModelConfig, Transformer, load_model
 from tinylm.boards import emulate_riscv, emulate_rp2040, memplan, rp2040_flash
 from tinylm.boards.emulation import matvec_macs
@@ -23,6 +22,8 @@ from tinylm.export.binformat import write_bin
 from tinylm.export.quantize import quantize_model
 from tinylm.text.corpus import make_stories
 from tinylm.training.loop import TrainArgs, train
+
+from course import output_dir, picture, setting
 
 work = output_dir() / "shapes"
 shutil.rmtree(work, ignore_errors=True)

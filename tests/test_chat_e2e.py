@@ -125,7 +125,8 @@ def test_chat_prints_what_tinylm_run_prints(board, tiny_bin, name):
     status, out, err = chat(b.path, "--prompt", PROMPT)
     assert status == 0, err
     assert out == run_output(path, seed=5)
-    assert re.search(r"\[\d+ tokens, \d+\.\d\d tok/s, (end of text|context full|token limit)\]", err)
+    assert re.search(r"\[\d+ tokens, \d+\.\d\d tok/s, "
+                     r"(end of text|context full|token limit)\]", err)
 
 
 def test_a_chat_model_answers_each_line_as_run_chat_and_chat_here_do(board, tmp_path):

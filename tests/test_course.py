@@ -69,7 +69,8 @@ def test_lessons_are_short_notebooks_listed_in_the_index():
         text = lesson.read_text()
         assert len(text.splitlines()) <= LONGEST_LESSON, lesson.name
         assert text.startswith("# %% [markdown]\n# # Lesson ") and "\n# %%\n" in text
-        assert lesson.stem[:2] == exercise.stem[:2] and f"examples/exercises/{exercise.name}" in text
+        assert lesson.stem[:2] == exercise.stem[:2]
+        assert f"examples/exercises/{exercise.name}" in text
         assert f"examples/{lesson.name}" in index and f"exercises/{exercise.name}" in index
 
 

@@ -138,9 +138,10 @@ def test_cross_entropy_value_and_large_logits():
 # The whole model
 
 CONFIGS = {
-    "gqa": dict(vocab_size=11, dim=8, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=4, hidden_dim=12),
-    "untied": dict(vocab_size=9, dim=6, n_layers=1, n_heads=2, n_kv_heads=2, head_dim=4, hidden_dim=10,
-                   tie_embeddings=False),
+    "gqa": dict(vocab_size=11, dim=8, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=4,
+                hidden_dim=12),
+    "untied": dict(vocab_size=9, dim=6, n_layers=1, n_heads=2, n_kv_heads=2, head_dim=4,
+                   hidden_dim=10, tie_embeddings=False),
     "head_dim_not_dim_over_heads": dict(vocab_size=7, dim=8, n_layers=1, n_heads=8, n_kv_heads=4,
                                         head_dim=2, hidden_dim=6),
     "wide_heads": dict(vocab_size=7, dim=4, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=6,

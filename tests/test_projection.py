@@ -1,6 +1,7 @@
 """Cross-tokenizer projection (tinylm/distillation/projection.py) on vocabularies small
-enough to check by hand: exact when the tokenizers coincide, conditioning inside a teacher token, and chaining the
-teacher's predictions when a student token is longer than the teacher's."""
+enough to check by hand: exact when the tokenizers coincide, conditioning inside a teacher
+token, and chaining the teacher's predictions when a student token is longer than the
+teacher's."""
 import numpy as np
 import pytest
 

@@ -21,7 +21,8 @@ VOCAB_SIZE = 340
 any_text = st.text(st.characters(exclude_categories=()))
 # Bytes from each pre-split class and their edges, so the rules meet each other often.
 class_bytes = st.lists(st.sampled_from([b" ", b"\n", b"\t", b"\r", b"\v", b"a", b"Z", b"'", b"7",
-                                        b",", b"\x00", b"\x7f", "é".encode(), b"\x80"])).map(b"".join)
+                                        b",", b"\x00", b"\x7f", "é".encode(), b"\x80"])
+                       ).map(b"".join)
 
 
 @pytest.fixture(scope="module")

@@ -42,8 +42,9 @@ class TorchLlama(torch.nn.Module):
             q = self.rope((h @ self.w(p + "wq").T).view(B, T, c.n_heads, c.head_dim))
             k = self.rope((h @ self.w(p + "wk").T).view(B, T, c.n_kv_heads, c.head_dim))
             v = (h @ self.w(p + "wv").T).view(B, T, c.n_kv_heads, c.head_dim)
-            att = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                                 is_causal=True, enable_gqa=True)
+            att = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                                 v.transpose(1, 2), is_causal=True,
+                                                 enable_gqa=True)
             x = x + att.transpose(1, 2).reshape(B, T, -1) @ self.w(p + "wo").T
             h = F.rms_norm(x, (c.dim,), self.w(p + "mlp_norm"), c.norm_eps)
             x = x + (F.silu(h @ self.w(p + "w1").T) * (h @ self.w(p + "w3").T)) @ self.w(p + "w2").T

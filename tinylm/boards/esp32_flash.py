@@ -1,9 +1,9 @@
 """`tinylm flash esp32`: write a model into the model partition of an ESP32 with esptool.
 
 The model goes to the partition named "model" of the board's partition table (see
-esp32_partitions.csv, the firmware's, and docs/flashing.md). With --firmware, the bootloader, partition
-table and app of an `idf.py build` folder go in the same run, and the partition table is then
-the one in that build, since that is the table the board will have.
+esp32_partitions.csv, the firmware's, and docs/flashing.md). With --firmware, the bootloader,
+partition table and app of an `idf.py build` folder go in the same run, and the partition
+table is then the one in that build, since that is the table the board will have.
 
 Every check runs before esptool is started, so nothing reaches the board unless all pass: the
 table has a model partition, the model fits in it and its runtime in the chip's RAM (the memory

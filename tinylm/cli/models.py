@@ -134,7 +134,8 @@ def quantize_command(model_path, bits, group_size, out, calib_paths, eval_paths,
     click.echo(f"wrote {out} ({size:,} bytes)")
     if eval_paths:
         f, q = result["float"], result["quantized"]
-        click.echo(f"{'':10} {'loss':>8} {'bpb':>8}\n{'float':10} {f['loss']:8.4f} {f['bpb']:8.4f}\n"
+        click.echo(f"{'':10} {'loss':>8} {'bpb':>8}\n"
+                   f"{'float':10} {f['loss']:8.4f} {f['bpb']:8.4f}\n"
                    f"{'.bin':10} {q['loss']:8.4f} {q['bpb']:8.4f}\n"
                    f"{'change':10} {100 * (q['loss'] / f['loss'] - 1):+7.2f}% "
                    f"{100 * (q['bpb'] / f['bpb'] - 1):+7.2f}%")

@@ -43,7 +43,8 @@ class Transformer:
             if name not in params:
                 raise ValueError(f"model: missing parameter {name!r}")
             if params[name].shape != shape:
-                raise ValueError(f"model: {name} has shape {params[name].shape}, config wants {shape}")
+                raise ValueError(f"model: {name} has shape {params[name].shape}, "
+                                 f"config wants {shape}")
         extra = set(params) - set(expected)
         if extra:
             raise ValueError(f"model: unexpected parameter(s) {sorted(extra)}")
@@ -109,7 +110,8 @@ class Transformer:
         d_h2 += d_h2_b
         d_norm, grads[pre + "mlp_norm"] = ops.rmsnorm_backward(d_h2, mlp_norm_cache)
         d_x = d_x + d_norm
-        # attention branch: x_mid = x_in + wo(attention(rope(wq h), rope(wk h), wv h)),  h = rmsnorm(x_in)
+        # attention branch: x_mid = x_in + wo(attention(rope(wq h), rope(wk h), wv h)),
+        #                   h = rmsnorm(x_in)
         d_att, grads[pre + "wo"] = ops.linear_backward(d_x, att, p[pre + "wo"])
         d_q, d_k, d_v = ops.attention_backward(d_att.reshape(B, T, c.n_heads, c.head_dim),
                                                attention_cache)

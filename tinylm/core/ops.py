@@ -119,7 +119,8 @@ def _group_queries(x, n_kv_heads):
     so that a run of positions is a run of rows."""
     B, T, H, S = x.shape
     G = H // n_kv_heads
-    return x.reshape(B, T, n_kv_heads, G, S).transpose(0, 2, 1, 3, 4).reshape(B, n_kv_heads, T * G, S)
+    return (x.reshape(B, T, n_kv_heads, G, S).transpose(0, 2, 1, 3, 4)
+            .reshape(B, n_kv_heads, T * G, S))
 
 
 def _ungroup_queries(x, T):
