@@ -19,6 +19,34 @@ def print_distill_summary(summary: dict, as_json: bool) -> None:
         print_summary(summary, as_json=False)
 
 
+def teacher_options(shard_help: str, shard_size_help: str):
+    """The options `distill` and `synthesize` share: how the teacher writes and where it
+    runs, and how its work is split into shards."""
+    options = [
+        click.option("--sample-temperature", type=POSITIVE, default=1.0, show_default=True,
+                     help="Sampling temperature of the teacher's writing."),
+        click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95,
+                     show_default=True, help="Nucleus sampling of the teacher's writing."),
+        click.option("--sample-batch-size", type=COUNT, default=8, show_default=True,
+                     help="Texts the teacher writes at once."),
+        click.option("--shard-size", type=COUNT, default=64, show_default=True,
+                     help=shard_size_help),
+        click.option("--shard", default="1/1", show_default=True, metavar="K/N",
+                     help=shard_help),
+        click.option("--device", default="auto", show_default=True,
+                     help="Teacher device: auto (a GPU if there is one), cpu, cuda, mps."),
+        click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]),
+                     default="auto", show_default=True,
+                     help="Teacher dtype: auto is bfloat16 on a GPU, else float32."),
+    ]
+
+    def add(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return add
+
+
 @click.command("distill")
 @click.option("--teacher", default=distilling.DEFAULT_TEACHER, show_default=True,
               metavar="ID_OR_PATH", help="A Hugging Face causal LM: hub id or local folder.")
@@ -49,23 +77,11 @@ def print_distill_summary(summary: dict, as_json: bool) -> None:
                    "teacher).")
 @click.option("--temperature", type=POSITIVE, default=1.0, show_default=True,
               help="Temperature of the distillation loss.")
-@click.option("--shard", default="1/1", show_default=True, metavar="K/N",
-              help="Make only every N-th shard of teacher targets, from the K-th (to split the "
-                   "work across processes or GPUs sharing --out).")
-@click.option("--shard-size", type=COUNT, default=64, show_default=True,
-              help="Records per shard of teacher targets.")
 @click.option("--max-new-tokens", type=COUNT, default=256, show_default=True,
               help="Longest text the teacher writes for a prompt or a free generation.")
-@click.option("--sample-temperature", type=POSITIVE, default=1.0, show_default=True,
-              help="Sampling temperature of the teacher's writing.")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95,
-              show_default=True, help="Nucleus sampling of the teacher's writing.")
-@click.option("--sample-batch-size", type=COUNT, default=8, show_default=True,
-              help="Texts the teacher writes at once.")
-@click.option("--device", default="auto", show_default=True,
-              help="Teacher device: auto (a GPU if there is one), cpu, cuda, mps.")
-@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
-              show_default=True, help="Teacher dtype: auto is bfloat16 on a GPU, else float32.")
+@teacher_options(shard_help="Make only every N-th shard of teacher targets, from the K-th (to "
+                            "split the work across processes or GPUs sharing --out).",
+                 shard_size_help="Records per shard of teacher targets.")
 @click.option("--out", required=True, metavar="DIR",
               help="Directory for targets, token files, checkpoint and metrics.")
 @train_options
@@ -112,26 +128,14 @@ def distill_command(teacher, data, dataset, dataset_limit, prompts, synthetic, f
               help="Longest prompt the teacher writes.")
 @click.option("--max-new-tokens", type=COUNT, default=256, show_default=True,
               help="Longest reply the teacher writes.")
-@click.option("--sample-temperature", "temperature", type=POSITIVE, default=1.0,
-              show_default=True, help="Sampling temperature of the teacher's writing.")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.95,
-              show_default=True, help="Nucleus sampling of the teacher's writing.")
-@click.option("--sample-batch-size", "batch_size", type=COUNT, default=8, show_default=True,
-              help="Texts the teacher writes at once.")
-@click.option("--shard-size", type=COUNT, default=64, show_default=True,
-              help="Requests to the teacher per shard file.")
-@click.option("--shard", default="1/1", show_default=True, metavar="K/N",
-              help="Write only every N-th shard, from the K-th (N processes or GPUs sharing "
-                   "--out; each waits for the others at the end of a round).")
-@click.option("--device", default="auto", show_default=True,
-              help="Teacher device: auto (a GPU if there is one), cpu, cuda, mps.")
-@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
-              show_default=True, help="Teacher dtype: auto is bfloat16 on a GPU, else float32.")
+@teacher_options(shard_help="Write only every N-th shard, from the K-th (N processes or GPUs "
+                            "sharing --out; each waits for the others at the end of a round).",
+                 shard_size_help="Requests to the teacher per shard file.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the teacher's sampling.")
 @click.option("--out", required=True, metavar="DIR",
               help="The dataset's directory (its work in DIR/work).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-def synthesize_command(as_json, **settings):
+def synthesize_command(as_json, sample_temperature, sample_batch_size, **settings):
     """Have a teacher write chat data: prompts, then its replies, as a `datasets` dataset.
 
     From a topic or seed prompts, each round asks the teacher for a prompt about a new subject
@@ -139,6 +143,7 @@ def synthesize_command(as_json, **settings):
     (MinHash); then the teacher answers them all. Killed at any point, the same command
     continues where it stopped. `tinylm distill --dataset DIR` distills from the result. See
     tinylm/distillation/synthetic.py and docs/distillation.md."""
-    summary = synthetic.run(synthetic.SynthesisArgs(**settings), log=click.echo)
+    summary = synthetic.run(synthetic.SynthesisArgs(
+        **settings, temperature=sample_temperature, batch_size=sample_batch_size), log=click.echo)
     if as_json:
         print_json(summary)

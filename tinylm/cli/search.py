@@ -8,7 +8,8 @@ import shlex
 import click
 
 from ..search import results, run, study
-from ..search.settings import DEFAULT_STUDY, SAMPLERS, TARGETS, Settings
+from ..search.measure import TARGETS
+from ..search.settings import DEFAULT_STUDY, SAMPLERS, Settings
 from .common import COUNT, NON_NEGATIVE, POSITIVE
 from .train import INTERRUPTED
 
@@ -30,7 +31,7 @@ class ParamRange(click.ParamType):
 
 
 @click.group("search", invoke_without_command=True)
-@click.option("--target", type=click.Choice(TARGETS),
+@click.option("--target", type=click.Choice(list(TARGETS)),
               help="The board to search for: rp2040 (rp2040js), esp32c3 (qemu, rv32imc), or "
                    "host (this computer's C runtime).")
 @click.option("--data", multiple=True, metavar="FILE", help="Training text; repeat for more.")

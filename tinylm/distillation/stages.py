@@ -151,14 +151,20 @@ def _check_settings(args, out: Path) -> None:
     current = dataclasses.asdict(args)
     if saved_path.exists():
         now, before = _flat(current), _flat(json.loads(saved_path.read_text()))
-        changed = sorted(k for k in _locked_settings(out, before)
-                         if k not in MAY_CHANGE and now.get(k) != before.get(k))
-        if changed:
-            raise ValueError(f"{out} holds a distillation with other settings ("
-                             + ", ".join(f"{k}: {before.get(k)!r}" for k in changed)
-                             + "): rerun with the same settings, or use another --out")
+        refuse_changes(out, before, now, [k for k in _locked_settings(out, before)
+                                          if k not in MAY_CHANGE])
     out.mkdir(parents=True, exist_ok=True)
     write_json(saved_path, current)
+
+
+def refuse_changes(where: Path, before: dict, now: dict, names) -> None:
+    """Raise ValueError naming each of `names` whose setting differs between `before` (what
+    the work in `where` was begun with) and `now`."""
+    changed = sorted(k for k in names if now.get(k) != before.get(k))
+    if changed:
+        raise ValueError(f"{where} holds work done with other settings ("
+                         + ", ".join(f"{k}: {before.get(k)!r}" for k in changed)
+                         + "): rerun with the same settings, or use another --out")
 
 
 def _flat(settings: dict) -> dict:

@@ -44,7 +44,7 @@ from ..atomic import atomic_write, write_json
 from ..optional import TEACHER_EXTRA, require
 from ..text.data import read_text
 from ..training.progress import ProgressBar, duration, plural
-from .stages import DEFAULT_TEACHER, teacher_package
+from .stages import DEFAULT_TEACHER, refuse_changes, teacher_package
 from .targets import parse_shard
 
 TOPIC_REQUEST = ("Write one request that a user could ask an assistant about {topic}. Reply "
@@ -121,12 +121,8 @@ def _check_settings(args, work: Path) -> None:
     """Refuse settings other than those the work in `work` was begun with."""
     path, now = work / "settings.json", dataclasses.asdict(args)
     if path.exists() and any(work.glob("*/shard-*.jsonl")):
-        before = json.loads(path.read_text())
-        changed = sorted(k for k in now if k not in MAY_CHANGE and now[k] != before.get(k))
-        if changed:
-            raise ValueError(f"{work} holds work done with other settings ("
-                             + ", ".join(f"{k}: {before.get(k)!r}" for k in changed)
-                             + "): rerun with the same settings, or use another --out")
+        refuse_changes(work, json.loads(path.read_text()), now,
+                       [k for k in now if k not in MAY_CHANGE])
     work.mkdir(parents=True, exist_ok=True)
     write_json(path, now)
 

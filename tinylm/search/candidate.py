@@ -30,7 +30,7 @@ from ..export.binformat import read_bin, write_bin
 from ..export.quantize import DEFAULT_GROUP, quantize_model
 from ..runtime.c_engine import CEngine
 from ..runtime.fixedpoint import ONE
-from ..text.data import load_tokens
+from ..text.data import load_tokens, token_documents
 from ..training import loop as training
 from ..training.checkpoint import load_model
 from .corpus import corpus
@@ -156,7 +156,7 @@ def bin_nats(path, tokens: np.ndarray) -> float:
     engine = CEngine(path)
     bos = read_bin(path).tokenizer.bos_id
     T, nats = engine.context, 0.0
-    for document in np.split(tokens, np.flatnonzero(tokens == bos)[1:]):
+    for document in token_documents(tokens, bos):
         for start in range(0, len(document) - 1, T):
             window = document[start:start + T + 1]
             engine.reset()

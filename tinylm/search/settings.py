@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..atomic import write_json
+from .measure import TARGETS
 from .space import BITS, Space
 
-TARGETS = ("rp2040", "esp32c3", "host")
 SAMPLERS = ("tpe", "nsga2")
 DEFAULT_STUDY = "tinylm-search"
 SETTINGS_FILE = "search.json"
@@ -31,7 +31,7 @@ class Settings:
     min_params: int = 1_000
     max_params: int = 300_000
     bits: tuple[int, ...] = BITS
-    trials: int = 40                  # trials to train (refused shapes are not counted)
+    trials: int = 100                 # trials to train (refused shapes are not counted)
     storage: str | None = None        # an Optuna storage URL; None: OUT/study.db (SQLite)
     study: str = DEFAULT_STUDY
     # the training budget of every trial

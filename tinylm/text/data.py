@@ -74,6 +74,11 @@ def encode_documents(documents, tokenizer) -> np.ndarray:
     return np.concatenate([np.array(tokenizer.encode(doc, bos=True), dtype) for doc in documents])
 
 
+def token_documents(tokens: np.ndarray, bos_id: int) -> list[np.ndarray]:
+    """A token file cut into its documents, each from its <bos> (encode_documents undone)."""
+    return np.split(tokens, np.flatnonzero(tokens == bos_id)[1:])
+
+
 def split_tail(tokens: np.ndarray, fraction: float, bos_id: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, val): val is about the last `fraction` of the tokens, starting at a document's
     <bos> when there is one after the cut point, so no document is split between the two."""

@@ -45,6 +45,7 @@ from ..text.data import (
     read_documents,
     save_tokens,
     split_tail,
+    token_documents,
     token_dtype,
 )
 from ..text.tokenizer import Tokenizer, train_tokenizer
@@ -273,7 +274,7 @@ def _validate(model, val_tokens, token_bytes, bos_id, args) -> tuple[float, floa
     """Loss (nats/token) and bits per byte on the first eval_tokens validation tokens, taken
     document by document exactly as evaluate.evaluate does, so the two agree on the same text."""
     tokens = np.asarray(val_tokens[:args.eval_tokens], dtype=np.int64)
-    documents = np.split(tokens, np.flatnonzero(tokens == bos_id)[1:])
+    documents = token_documents(tokens, bos_id)
     nats, n_tokens = document_nats(model, documents, args.batch_size)
     return nats / n_tokens, nats / math.log(2) / int(token_bytes[tokens].sum())
 

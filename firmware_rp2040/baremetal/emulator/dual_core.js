@@ -145,18 +145,22 @@ class DualCoreRP2040 extends RP2040 {
     this.bootrom.next();
   }
 
+  // Core 1 runs: launched, and not asleep waiting for an event
+  get awake1() {
+    return this.launched && !this.cores[1].waiting;
+  }
+
   // Wall time in cycles: the least advanced of the cores that are awake
   get now() {
     const [core0, core1] = this.cores;
-    const awake1 = this.launched && !core1.waiting;
-    if (core0.waiting) return awake1 ? core1.cycles : core0.cycles;
-    return awake1 ? Math.min(core0.cycles, core1.cycles) : core0.cycles;
+    if (core0.waiting) return this.awake1 ? core1.cycles : core0.cycles;
+    return this.awake1 ? Math.min(core0.cycles, core1.cycles) : core0.cycles;
   }
 
   // The core that runs next: the one behind in time that is not waiting for an event
   nextCore() {
     const [core0, core1] = this.cores;
-    const awake1 = this.launched && !core1.waiting;
+    const awake1 = this.awake1;
     if (!core0.waiting && !(awake1 && core1.cycles < core0.cycles)) return core0;
     if (awake1) return core1;
     throw new Error('both cores wait for an event that nothing will send');
@@ -204,29 +208,25 @@ class DualCoreRP2040 extends RP2040 {
 
   readUint32(address) {
     address >>>= 0;
-    if (address >= SIO_START && address < SIO_END) {
-      const value = this.sios[this.running].read(address - SIO_START);
-      if (value !== undefined) return value;
-    } else if (address >= PPB_START) {
-      this.refuseCore1PPB(address);
-    }
-    return super.readUint32(address);
+    const sio = this.ownSIO(address);
+    const value = sio ? sio.read(address - SIO_START) : undefined;
+    return value !== undefined ? value : super.readUint32(address);
   }
 
   writeUint32(address, value) {
     address >>>= 0;
-    if (address >= SIO_START && address < SIO_END) {
-      if (this.sios[this.running].write(address - SIO_START, value)) return;
-    } else if (address >= PPB_START) {
-      this.refuseCore1PPB(address);
-    }
-    super.writeUint32(address, value);
+    const sio = this.ownSIO(address);
+    if (!(sio && sio.write(address - SIO_START, value))) super.writeUint32(address, value);
   }
 
-  refuseCore1PPB(address) {
-    if (this.running === 1) {
+  // The running core's SIO registers if `address` is in the SIO block (null elsewhere); and
+  // core 1 may not reach the PPB, which this emulator gives core 0 only
+  ownSIO(address) {
+    if (address >= SIO_START && address < SIO_END) return this.sios[this.running];
+    if (address >= PPB_START && this.running === 1) {
       throw new Error(`core 1 used the PPB at ${address.toString(16)}, which it lacks here`);
     }
+    return null;
   }
 }
 
