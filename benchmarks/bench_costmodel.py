@@ -88,7 +88,7 @@ def draw(settings: Settings, target, seed: int, n: int, work: Path,
         taken = taken_paths(shape, settings.seq_len, target.name)
         if len(chosen) >= n and not taken & set(+wanted):
             continue
-        candidate = Candidate(shape, settings, work / "models" / slug(shape), target, None)
+        candidate = Candidate(shape, settings, work / "models" / shape.slug(), target, None)
         if candidate.check().problem is None:
             chosen.append(candidate)
             wanted.subtract(taken)
@@ -105,10 +105,6 @@ def paths(target: str) -> set[str]:
 def taken_paths(shape, seq_len: int, target: str) -> set[str]:
     total = counts(shape.config(seq_len), shape.bits, 1, target=target)[0]
     return {p for p in PATHS if total[f"{p} macs"]}
-
-
-def slug(shape) -> str:
-    return shape.label().replace(" ", "_").replace("/", "-")
 
 
 def trained(candidate: Candidate) -> Path:
@@ -131,7 +127,7 @@ def measured(candidate: Candidate, target, cache: Path, by_function: bool) -> di
     """The candidate's figures on the target, its cost by function (by_function) and its
     sampler's candidates (kept in the folder cache, a file per shape), trained first if need
     be."""
-    path = cache / f"{slug(candidate.shape)}.json"
+    path = cache / f"{candidate.shape.slug()}.json"
     if not path.exists():
         model = trained(candidate)
         m = measure(model, target)

@@ -27,6 +27,7 @@ from tinylm.search.corpus import characters, corpus
 from tinylm.search.settings import Settings
 from tinylm.search.space import DIMS, Shape, Space, problem, suggest, vocab_choices
 from tinylm.text.corpus import make_stories
+from tinylm.text.data import token_documents
 from tinylm.training.evaluate import document_nats
 
 optuna = pytest.importorskip("optuna", reason="Optuna is not installed: search tests skipped")
@@ -79,9 +80,9 @@ def test_the_space_draws_valid_shapes_of_every_factor():
 
 
 def test_vocabulary_choices_follow_the_text():
-    assert vocab_choices(44)[:4] == (32, 48, 49, 320)    # 44 characters: at most 49 tokens
-    assert vocab_choices(90)[:5] == (32, 48, 64, 95, 320)
-    assert vocab_choices(300)[:8] == (32, 48, 64, 96, 128, 192, 256, 320)
+    assert vocab_choices(44)[:4] == (32, 48, 49, 288)    # 44 characters: at most 49 tokens
+    assert vocab_choices(90)[:5] == (32, 48, 64, 95, 288)
+    assert vocab_choices(300)[:8] == (32, 48, 64, 96, 128, 192, 256, 288)
     assert vocab_choices(44)[-1] == 4096
 
 
@@ -246,7 +247,7 @@ def test_bin_nats_in_c_are_the_numpy_engines(stories, tmp_path):
     write_bin(tmp_path / "m.bin", config, c.tokenizer,
               quantize_model(Transformer.initialize(config, seed=1), 8, 32), 8, 32)
     val = np.fromfile(c.directory / "val.uint16", np.uint16).astype(np.int64)
-    documents = np.split(val, np.flatnonzero(val == c.tokenizer.bos_id)[1:])
+    documents = token_documents(val, c.tokenizer.bos_id)
     expected, _ = document_nats(Engine(read_bin(tmp_path / "m.bin")), documents)
     assert bin_nats(tmp_path / "m.bin", val) == pytest.approx(expected, rel=1e-9)
 

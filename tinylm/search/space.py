@@ -28,7 +28,7 @@ HEADS = (1, 2, 4, 8)
 KV_SHARING = (1, 2, 4)
 FFN_RATIOS = (1, 2, 3, 4, 6, 8, 16, 32)
 CHAR_VOCABS = (32, 48, 64, 96, 128, 192, 256)
-BPE_VOCABS = (320, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
+BPE_VOCABS = (288, 320, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
 BITS = (8, 4)
 
 
@@ -71,6 +71,10 @@ class Shape:
         key-value heads, FFN width, bits)."""
         return (f"v{self.vocab_size} d{self.dim} L{self.n_layers} h{self.n_heads}/"
                 f"{self.n_kv_heads} f{self.hidden_dim} q{self.bits}")
+
+    def slug(self) -> str:
+        """The label as a file name: "v64_d16_L2_h4-2_f64_q8"."""
+        return self.label().replace(" ", "_").replace("/", "-")
 
 
 @dataclass(frozen=True)
