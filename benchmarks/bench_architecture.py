@@ -1,10 +1,11 @@
 """The seeds' architecture study, re-done for speed: every shape of a grid over their five factors
 (vocabulary, width, layers, heads, FFN ratio) at 1K-10K parameters, int8, its tok/s on the
-RP2040 predicted by the search's cost model and, with --emulate, measured in the emulator;
+target (the RP2040's two cores, or the ESP32-C3) predicted by the search's cost model and,
+with --emulate, measured in the emulator;
 then each factor's cost in speed: the median slowdown from one step of it (a doubling; a layer
 more), over the pairs of shapes that differ in it alone.
 
-    python benchmarks/bench_architecture.py [--emulate] [--jobs 2] [--json]
+    python benchmarks/bench_architecture.py [--target rp2040|esp32c3] [--emulate] [--jobs 2]
 
 The weights are untrained (Transformer.initialize): a token's work does not depend on them,
 but for the sampler's, which is counted on each model's own logits (measure.top_p_candidates)
@@ -55,6 +56,7 @@ CONTEXT = 128
 FACTORS = {"vocab_size": (32, 64, 512, 1024), "dim": (4, 8, 16, 32), "n_layers": (1, 2, 3, 4),
            "n_heads": (1, 2, 4), "ffn_ratio": (1, 2, 4)}
 PARAMS = (1_000, 10_000)
+BOARD_NAMES = {"rp2040": "RP2040 (two cores)", "esp32c3": "ESP32-C3"}
 SEEDS_COST = {"dim": "40-50% per doubling", "n_layers": "25-40% per layer",
               "n_heads": "20-25% per doubling", "ffn_ratio": "15-20%",
               "vocab_size": "8-12%"}
@@ -81,7 +83,7 @@ def shape(point: dict) -> Shape:
 def model_file(point: dict, work: Path) -> Path:
     """The point's untrained int8 .bin (written once)."""
     s = shape(point)
-    path = work / "models" / (s.label().replace(" ", "_").replace("/", "-") + ".bin")
+    path = work / "models" / f"{s.slug()}.bin"
     if not path.exists():
         tokenizer = trained_tokenizer(s.vocab_size, s.tokenizer)
         config = s.config(CONTEXT)
@@ -97,23 +99,26 @@ def trained_tokenizer(vocab_size: int, kind: str):
 
 
 def figures(job) -> dict:
-    """A point's predicted tok/s (and measured, with emulate), kept in work/figures/."""
-    point, work, emulate = job
+    """A point's predicted tok/s on the target (and measured, with emulate), kept in
+    work/figures/ (work/figures-esp32c3/ for the ESP32-C3)."""
+    point, work, target_name, emulate = job
     path = model_file(point, work)
-    kept = work / "figures" / (path.stem + ".json")
+    kept = work / ("figures" + ("" if target_name == "rp2040" else f"-{target_name}")) / (
+        path.stem + ".json")
     kept.parent.mkdir(exist_ok=True)
     found = json.loads(kept.read_text()) if kept.exists() else {}
+    target = TARGETS[target_name]
     if "predicted" not in found:
-        target, model = TARGETS["rp2040"], read_bin(path)
-        plan = memplan.plan(path, "rp2040", flash_room("rp2040"), context=CONTEXT)
+        model = read_bin(path)
+        plan = memplan.plan(path, target.board, flash_room(target.board), context=CONTEXT)
         candidates = top_p_candidates(path)
-        cost = costs.load("rp2040").cost(model.config, 8, len(model.tokenizer.encode(
+        cost = costs.load(target.name).cost(model.config, 8, len(model.tokenizer.encode(
             PROMPT, bos=True)), candidates=candidates)
         found.update(point, n_params=shape(point).n_params(), candidates=candidates,
                      predicted=headline(target, target.hz / cost, model,
                                         plan.flash_weight_bytes))
     if emulate and "emulated" not in found:
-        found["emulated"] = measure(path, TARGETS["rp2040"])["tok_s"]
+        found["emulated"] = measure(path, target)["tok_s"]
     write_json(kept, found)
     return found
 
@@ -140,18 +145,20 @@ def factor_costs(rows: list[dict], key: str) -> dict[str, float]:
 
 
 @click.command()
+@click.option("--target", "target_name", type=click.Choice(["rp2040", "esp32c3"]),
+              default="rp2040", show_default=True)
 @click.option("--emulate", is_flag=True, help="Measure every shape in the emulator too.")
 @click.option("--jobs", default=1, show_default=True, help="Shapes measured at once.")
 @click.option("--work", default="/tmp/tinylm-architecture", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def main(emulate, jobs, work, as_json):
+def main(target_name, emulate, jobs, work, as_json):
     if not TRAIN_TEXT.exists():
         sys.exit(f"skipped: {TRAIN_TEXT} is absent (the benchmark needs ../shared)")
     points, work = grid(), Path(work)
     for point in points:                    # the tokenizers, once, before the workers
         model_file(point, work)
     with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-        rows = pool.map(figures, [(p, work, emulate) for p in points], chunksize=1)
+        rows = pool.map(figures, [(p, work, target_name, emulate) for p in points], chunksize=1)
     emulated = [r for r in rows if "emulated" in r]        # now, or by an earlier run
     keys = ["predicted", "emulated"] if emulated else ["predicted"]
     by_key = {key: factor_costs(rows, key) for key in keys}
@@ -160,7 +167,7 @@ def main(emulate, jobs, work, as_json):
         print(json.dumps({"rows": rows, "factors": by_key, "errors": errors}))
         return
     print(f"{len(rows)} architectures ({len(emulated)} emulated), {PARAMS[0]:,}-{PARAMS[1]:,} "
-          "parameters, int8, RP2040 (two cores), untrained weights")
+          f"parameters, int8, {BOARD_NAMES[target_name]}, untrained weights")
     print("| factor | seeds (CircuitPython) | " + " | ".join(
         f"{key}: median slowdown per step (pairs)" for key in keys) + " |")
     print("|---|---|" + "---:|" * len(keys))

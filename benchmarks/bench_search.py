@@ -13,6 +13,9 @@ front and these checks:
   balanced template's tok/s or more and lower bits per byte;
 - against tiny8k: a front model 10% better on one axis (bits per byte 10% lower, or tok/s
   10% higher) and no worse on the other.
+
+With --esp32c3, the references' and the front's .bin files (the same trained models) are
+measured in the ESP32-C3 emulator too, after the search (not in its time).
 """
 from __future__ import annotations
 
@@ -25,6 +28,10 @@ from pathlib import Path
 import click
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tinylm.search.measure import TARGETS, measure  # noqa: E402
+
 TRAIN_TEXT = ROOT.parent / "shared" / "data" / "tinystories_train_head.txt"
 BUDGET = 8_000
 
@@ -50,12 +57,20 @@ def checks(front: list[dict], references: dict) -> list[tuple[str, dict | None]]
     return found
 
 
+def on_esp32c3(rows: list[dict]) -> dict[str, float]:
+    """Each row's .bin measured in the ESP32-C3 emulator: {trial: tok/s}."""
+    return {str(r["trial"]): measure(r["bin"], TARGETS["esp32c3"])["tok_s"] for r in rows
+            if r.get("bin") and Path(r["bin"]).exists()}
+
+
 @click.command()
 @click.option("--trials", default=100, show_default=True)
 @click.option("--jobs", default=2, show_default=True)
 @click.option("--out", default="/tmp/bench-search", show_default=True)
+@click.option("--esp32c3", is_flag=True, help="Measure the references and the front on the "
+              "ESP32-C3 too.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def main(trials, jobs, out, as_json):
+def main(trials, jobs, out, esp32c3, as_json):
     if not TRAIN_TEXT.exists():
         sys.exit(f"skipped: {TRAIN_TEXT} is absent (the benchmark needs ../shared)")
     started = time.perf_counter()
@@ -69,11 +84,20 @@ def main(trials, jobs, out, as_json):
     states = {state: sum(r["state"] == state for r in rows) for state in
               ("complete", "pruned", "refused", "failed")}
     found = checks(front, references)
+    esp32c3_tok_s = on_esp32c3([*references.values(), *front]) if esp32c3 else {}
     if as_json:
         print(json.dumps({"seconds": seconds, "states": states, "front": front,
-                          "references": references,
+                          "references": references, "esp32c3_tok_s": esp32c3_tok_s,
                           "checks": {name: r and r["trial"] for name, r in found}}))
         return
+    if esp32c3_tok_s:
+        print("| model | parameters | bits/byte | RP2040 tok/s | ESP32-C3 tok/s |\n"
+              "|---|---:|---:|---:|---:|")
+        for row in [*references.values(), *front]:
+            if str(row["trial"]) in esp32c3_tok_s:
+                print(f"| {row['trial']}: {row['label']} | {row['n_params']:,} | "
+                      f"{row['bpb']:.3f} | {row['tok_s']:,.1f} | "
+                      f"{esp32c3_tok_s[str(row['trial'])]:,.1f} |")
     print(f"{seconds / 60:.1f} minutes; trials: " + ", ".join(f"{n} {s}" for s, n in
                                                               states.items()))
     for name, row in found:
