@@ -21,8 +21,10 @@ training step against a plain one, on the same batches.
     nice python benchmarks/bench_distill.py --tune --arms plain kd-proj --kd-weight 0.8
 
 --long trains one student of at most 260K parameters on the teacher-scored stories plus --free
-texts the teacher writes, for --steps, and compares it with the teacher. Everything is kept in
---out, and a rerun reuses what is there (targets, token files, finished runs).
+texts the teacher writes, for --steps, and compares it with the teacher (--long-arm: the
+teacher's tokenizer and exact targets, the default, or the student's BPE and projected ones).
+Everything is kept in --out, and a rerun reuses what is there (targets, token files, finished
+runs).
 """
 from __future__ import annotations
 
@@ -141,10 +143,12 @@ def train_run(root: Path, name: str, files: Path, tokenizer, seed: int, kd_weigh
         training.start(targs, tokenizer)
     elif load_checkpoint(out).step < args.steps:
         training.resume(out)
+    trained = time.perf_counter() - started
     model, tokenizer = load_model(out)
     result = evaluate(model, tokenizer, documents or valid_documents(), batch_size=16)
     return {"run": name, "seed": seed, "bpb": result["bpb"], "loss": result["loss"],
-            "n_params": model.config.n_params(), "seconds": time.perf_counter() - started}
+            "n_params": model.config.n_params(), "train_seconds": trained,
+            "seconds": time.perf_counter() - started}
 
 
 def valid_documents():
@@ -220,10 +224,13 @@ def compare(args) -> dict:
 def long_run(args) -> dict:
     root = Path(args.out)
     args.train_fraction = 1.0   # all of its text, held-out stories too: --tune is not for it
-    tokenizer, stats = prepared(root, "own", args, free=args.free, student=LONG_STUDENT)
-    run = train_run(root, f"long-free{args.free}", data_dir(root, "own", args.free), tokenizer,
-                    args.seeds[0],
-                    args.kd_weight, args, student=LONG_STUDENT)
+    choice, undecided, weight = ARMS[args.long_arm]
+    weight = {"proj": args.kd_weight, "exact": args.exact_kd_weight}.get(weight, weight)
+    tokenizer, stats = prepared(root, choice, args, free=args.free, student=LONG_STUDENT,
+                                undecided=undecided)
+    run = train_run(root, f"long-{args.long_arm}-free{args.free}",
+                    data_dir(root, choice, args.free, undecided), tokenizer, args.seeds[0],
+                    weight, args, student=LONG_STUDENT)
     return {"settings": vars(args), "run": run, "stats": stats, "teacher_bpb": teacher_bpb()}
 
 
@@ -246,6 +253,8 @@ def main():
     parser.add_argument("--long", action="store_true", help="the long run instead")
     parser.add_argument("--free", type=int, default=2000,
                         help="with --long: texts the teacher writes")
+    parser.add_argument("--long-arm", choices=["kd-proj", "kd-teacher"], default="kd-teacher",
+                        help="with --long: the student's tokenizer and targets (ARMS)")
     parser.add_argument("--out", default="runs/bench_distill")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
