@@ -145,7 +145,6 @@ picture("09_tradeoff.png", draw_tradeoff)
 # ## Exercises
 # 1. `examples/exercises/09_macs.py`: count the multiply-adds of a token from a shape; its
 #    check compares you with `tinylm.boards.emulation.matvec_macs`.
-# 2. Add a shape with n_kv_heads=1: what changes in size, arena and speed, and what in
-#    quality?
+# 2. Add a shape with n_kv_heads=1: what changes in size, arena, speed and quality?
 # 3. Quantize the chosen shape to int4 (`quantize_model(model, 4, 16, calibration)`): is a
 #    bigger int4 model better than a smaller int8 one of the same file size?
