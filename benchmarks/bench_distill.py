@@ -253,7 +253,8 @@ def main():
     parser.add_argument("--long", action="store_true", help="the long run instead")
     parser.add_argument("--free", type=int, default=2000,
                         help="with --long: texts the teacher writes")
-    parser.add_argument("--long-arm", choices=["kd-proj", "kd-teacher"], default="kd-teacher",
+    parser.add_argument("--long-arm", choices=["kd-proj", "kd-proj-rest", "kd-teacher"],
+                        default="kd-teacher",
                         help="with --long: the student's tokenizer and targets (ARMS)")
     parser.add_argument("--out", default="runs/bench_distill")
     parser.add_argument("--json", action="store_true")
