@@ -52,9 +52,13 @@ def tiny_bin(tmp_path_factory):
 @pytest.fixture(scope="module")
 def endless_bin(tmp_path_factory):
     """A model whose answers fill its whole 8192-token context, to have time to interrupt:
-    <bos> and <eos> get all-zero embeddings, so their logit 0 is far below the top ones'."""
+    <bos> and <eos> get all-zero embeddings, so their logit 0 is far below the top ones'.
+    Wide enough that a whole answer takes seconds: on a loaded machine the test may send its
+    Ctrl-C well after the answer began, and the answer must still be running then."""
     tokenizer = stories_tokenizer()
-    model = random_model(dataclasses.replace(tiny_config(len(tokenizer)), max_seq_len=8192))
+    model = random_model(dataclasses.replace(
+        tiny_config(len(tokenizer)), dim=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16,
+        hidden_dim=512, max_seq_len=8192))
     embeddings = model.params["tok_emb"]
     embeddings *= 10
     embeddings[[tokenizer.bos_id, tokenizer.eos_id]] = 0
