@@ -138,9 +138,16 @@ def sampling_options(command):
                      show_default=True, help="Sample from the most likely tokens that together "
                                              "have this probability."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(options)(command)
+
+
+def with_options(options: list):
+    """A decorator adding click `options` to a command, listed in their order in --help."""
+    def add(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return add
 
 
 class ByteCount(click.ParamType):

@@ -6,7 +6,7 @@ import click
 
 from ..distillation import stages as distilling
 from ..distillation import synthetic
-from .common import COUNT, POSITIVE, SOME, print_json, train_options
+from .common import COUNT, POSITIVE, SOME, print_json, train_options, with_options
 from .train import INTERRUPTED, print_summary
 
 
@@ -39,12 +39,7 @@ def teacher_options(shard_help: str, shard_size_help: str):
                      default="auto", show_default=True,
                      help="Teacher dtype: auto is bfloat16 on a GPU, else float32."),
     ]
-
-    def add(command):
-        for option in reversed(options):
-            command = option(command)
-        return command
-    return add
+    return with_options(options)
 
 
 @click.command("distill")
