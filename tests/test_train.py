@@ -116,6 +116,22 @@ def test_resume_rules(straight_run, text_file, tmp_path):
         resume(out, dim=32)
     with pytest.raises(FileNotFoundError):
         resume(tmp_path)
+    with pytest.raises(ValueError, match="cannot shorten the context"):
+        resume(out, seq_len=8, steps=10)
+
+
+def test_resume_with_a_longer_context(straight_run, text_file, tmp_path):
+    """The context may grow when resuming: the next steps train on longer windows, and the
+    model then takes (and is scored on) that context; its weights carry over unchanged."""
+    train(tiny_args(text_file, tmp_path, steps=4))
+    before = load_checkpoint(tmp_path)
+    summary = resume(tmp_path, seq_len=48, batch_size=2, steps=6)
+    after = load_checkpoint(tmp_path)
+    assert after.step == 6 and after.config.max_seq_len == 48
+    assert after.train_args["seq_len"] == 48 and np.isfinite(summary["val_bpb"])
+    assert not np.array_equal(after.params["tok_emb"], before.params["tok_emb"])
+    model, _ = load_model(tmp_path)
+    assert model.logits(np.zeros((1, 48), np.int64)).shape[1] == 48    # refused at 16 before
 
 
 def test_validation_numbers_match_evaluate(text_file, tmp_path):

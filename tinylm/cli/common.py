@@ -96,7 +96,8 @@ TRAIN_OPTIONS = [
                           "[default: n_heads]"),
     ("head_dim", COUNT, "Width of each head. [default: dim / n_heads]"),
     ("hidden_dim", COUNT, "Hidden width of the SwiGLU MLP. [default: 8/3 dim]"),
-    ("seq_len", COUNT, "Tokens per training window, and the model's context length."),
+    ("seq_len", COUNT, "Tokens per training window, and the model's context length; with "
+                       "--resume it may grow (train short, then widen the context)."),
     ("batch_size", COUNT, "Windows per step."),
     ("steps", COUNT, "Optimizer steps in all; continuing a run trains up to this step."),
     ("lr", POSITIVE, "Peak learning rate, reached after warmup, then cosine decay."),

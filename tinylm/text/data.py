@@ -69,9 +69,11 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 def encode_documents(documents, tokenizer) -> np.ndarray:
-    """<bos> + text of each document, concatenated, as the smallest dtype that holds the ids."""
+    """<bos> + text of each document, concatenated, as the smallest dtype that holds the ids
+    (no documents: no tokens)."""
     dtype = token_dtype(tokenizer.vocab_size)
-    return np.concatenate([np.array(tokenizer.encode(doc, bos=True), dtype) for doc in documents])
+    return np.concatenate([np.zeros(0, dtype), *(np.array(tokenizer.encode(doc, bos=True), dtype)
+                                                 for doc in documents)])
 
 
 def token_documents(tokens: np.ndarray, bos_id: int) -> list[np.ndarray]:

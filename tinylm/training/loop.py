@@ -101,9 +101,10 @@ class TrainArgs:
 
 
 # What the tokenizer, the token files and the model are made from: fixed once training starts.
+# seq_len is not among them: it may grow (resume()).
 FIXED_WHEN_RESUMING = ("data", "chat_data", "val_data", "val_fraction", "split", "vocab_size",
                        "tokenizer", "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim",
-                       "hidden_dim", "seq_len", "chat")
+                       "hidden_dim", "chat")
 
 
 def model_config(args: TrainArgs, vocab_size: int) -> ModelConfig:
@@ -132,9 +133,9 @@ def prepare(args: TrainArgs) -> Tokenizer:
     pairs = [pair for source in args.chat_data for pair in read_chat_pairs(source)]
     tokenizer = train_tokenizer(documents + [text for pair in pairs for text in pair],
                                 args.vocab_size, args.tokenizer)
-    encoded = [tokenizer.encode_chat(*pair) for pair in pairs]
-    encoded += [tokenizer.encode(document, bos=True) for document in documents]
-    tokens = np.concatenate(encoded).astype(token_dtype(tokenizer.vocab_size))
+    chat = [np.array(tokenizer.encode_chat(*pair), token_dtype(tokenizer.vocab_size))
+            for pair in pairs]
+    tokens = np.concatenate([*chat, encode_documents(documents, tokenizer)])
     if args.val_data:
         train_tokens = tokens
         val_tokens = encode_documents(read_documents(args.val_data, args.split), tokenizer)
@@ -161,7 +162,9 @@ def start(args: TrainArgs, tokenizer: Tokenizer, on_step=None) -> dict:
 def resume(out: str | Path, on_step=None, **changes) -> dict:
     """Continue the run in `out` from its checkpoint, with the arguments saved there. `changes`
     may set other TrainArgs values, e.g. steps=2000 to train longer, but none of
-    FIXED_WHEN_RESUMING."""
+    FIXED_WHEN_RESUMING. seq_len may grow: the weights do not depend on the context (RoPE turns
+    any position), so a run can learn most cheaply on short windows and then widen its context
+    for its last steps, e.g. seq_len=512 with batch_size=4 (the same tokens per step)."""
     checkpoint = load_checkpoint(out)
     if checkpoint.optimizer is None or checkpoint.sampler is None or checkpoint.train_args is None:
         raise ValueError(f"{checkpoint_path(out)} has no training state (optimizer, data "
@@ -172,7 +175,11 @@ def resume(out: str | Path, on_step=None, **changes) -> dict:
     if changed:
         raise ValueError("cannot change when resuming: " + ", ".join(
             f"{name} (the checkpoint has {getattr(saved, name)!r})" for name in changed))
-    model = checkpoint.model()
+    if args.seq_len < saved.seq_len:
+        raise ValueError(f"cannot shorten the context when resuming: seq_len {args.seq_len} < "
+                         f"the checkpoint's {saved.seq_len} (it may only grow)")
+    model = Transformer(dataclasses.replace(checkpoint.config, max_seq_len=args.seq_len),
+                        checkpoint.params)
     optimizer = AdamW(model.params, weight_decay=args.weight_decay)
     optimizer.load_state_dict(checkpoint.optimizer)
     sampler = _sampler(args, model.config, seed=0)  # the seed is overwritten by the saved state
