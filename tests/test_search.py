@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,9 +26,20 @@ from tinylm.search import costs, counts, results, study
 from tinylm.search.candidate import Candidate, bin_nats
 from tinylm.search.corpus import characters, corpus
 from tinylm.search.settings import Settings
-from tinylm.search.space import DIMS, Shape, Space, problem, suggest, vocab_choices
+from tinylm.search.space import (
+    DEFAULT_LR,
+    DIMS,
+    LEARNING_RATES,
+    Shape,
+    Space,
+    problem,
+    suggest,
+    suggest_lr,
+    vocab_choices,
+)
 from tinylm.text.corpus import make_stories
 from tinylm.text.data import token_documents
+from tinylm.training.checkpoint import load_checkpoint
 from tinylm.training.evaluate import document_nats
 
 optuna = pytest.importorskip("optuna", reason="Optuna is not installed: search tests skipped")
@@ -77,6 +89,8 @@ def test_the_space_draws_valid_shapes_of_every_factor():
                                              "ffn_ratio": 3, "vocab_size": 48, "n_layers": 2,
                                              "bits": 4}), space)
     assert fixed == Shape(48, 16, 2, 4, 2, 48, 4) and fixed.label() == "v48 d16 L2 h4/2 f48 q4"
+    assert {suggest_lr(Draw(seed), space) for seed in range(100)} == set(LEARNING_RATES)
+    assert suggest_lr(Draw(0), Space(vocab_choices(44), lrs=(0.01,))) == 0.01
 
 
 def test_vocabulary_choices_follow_the_text():
@@ -273,15 +287,16 @@ def test_nothing_that_fails_the_memory_plan_is_trained(stories, tmp_path, monkey
     assert any("does not fit on the rp2040" in why for why in refused)
     # a shape drawn again is refused too, but it is no violation: it has no constraint
     assert all(t.constraints["fits"] > 0 for t in the_study.trials if "refused" in t.user_attrs
-               and not t.user_attrs["refused"].startswith("the same shape as trial"))
+               and not t.user_attrs["refused"].startswith("the same shape and learning rate"))
 
 
 def test_a_shape_drawn_again_is_not_trained_again(stories, tmp_path, monkeypatch):
+    """...unless at another learning rate."""
     settings = tiny(stories, tmp_path, trials=1)
     trained = []
 
     def train(self, on_validation=None):
-        trained.append(self.shape)
+        trained.append((self.shape, self.lr))
         return {"interrupted": False, "val_bpb": 2.0}
     monkeypatch.setattr(Candidate, "train", train)
     monkeypatch.setattr(Candidate, "score", lambda self: {"bpb": 2.0, "bin": "", "bin_bytes": 0,
@@ -294,9 +309,14 @@ def test_a_shape_drawn_again_is_not_trained_again(stories, tmp_path, monkeypatch
     the_study = study.load(settings)
     again = the_study.trials[first.number + 1]
     assert again.params == first.params and again.state.name == "PRUNED"
-    assert again.user_attrs["refused"] == f"the same shape as trial {first.number}, trained " \
-                                          "already"
+    assert again.user_attrs["refused"] == f"the same shape and learning rate as trial " \
+                                          f"{first.number}, trained already"
     assert len(trained) == 2 and trained[0] != trained[1] and study.trained(the_study) == 2
+    other_lr = next(lr for lr in settings.lrs if lr != first.params["lr"])
+    study.load(settings).enqueue_trial(dict(first.params, lr=other_lr))
+    settings.trials = 3
+    study.work(settings, 0, HEARTBEAT)
+    assert trained[-1] == (trained[0][0], other_lr) and len(trained) == 3
 
 
 def test_a_study_refuses_a_worker_with_other_settings(stories, tmp_path):
@@ -404,6 +424,12 @@ def test_a_tiny_search_end_to_end(stories, tmp_path):
     templates = json.loads((out / "templates.json").read_text())
     assert set(templates) == {"fastest", "balanced", "best-that-fits"}
     assert templates["best-that-fits"]["commands"]["train"][:2] == ["tinylm", "train"]
+    for template in templates.values():     # trained at the learning rate its trial drew
+        assert template["lr"] in LEARNING_RATES
+        assert f"--lr={template['lr']:g}" in template["commands"]["train"]
+    assert all(r["lr"] == DEFAULT_LR for r in rows if r["state"] == "reference")
+    assert all(load_checkpoint(Path(r["bin"]).parent).train_args["lr"] == r["lr"]
+               for r in rows if r["state"] == "complete")
     # a template's commands run as they are written (here with 2 steps, in tmp_path)
     again, commands = tmp_path / "again", templates["fastest"]["commands"]
     train = [a for a in commands["train"][1:] if not a.startswith(("--steps=", "--out="))]

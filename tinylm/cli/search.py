@@ -63,7 +63,9 @@ class ParamRange(click.ParamType):
 @click.option("--batch-size", type=COUNT, default=DEFAULTS.batch_size, show_default=True)
 @click.option("--seq-len", type=COUNT, default=DEFAULTS.seq_len, show_default=True,
               help="Context of every model, and its training windows.")
-@click.option("--lr", type=POSITIVE, default=DEFAULTS.lr, show_default=True)
+@click.option("--lr", "lrs", type=POSITIVE, multiple=True, default=DEFAULTS.lrs,
+              show_default=True, help="Peak learning rates a trial may draw (repeat the "
+              "option); one fixes it.")
 @click.option("--val-bytes", type=COUNT, default=DEFAULTS.val_bytes, show_default=True,
               help="Bytes of validation text every model is scored on.")
 @click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True,

@@ -35,7 +35,7 @@ from ..training import loop as training
 from ..training.checkpoint import load_model
 from .corpus import corpus
 from .measure import PROMPT, headline, top_p_candidates
-from .space import Shape
+from .space import DEFAULT_LR, Shape
 
 CALIBRATION_TOKENS = 4096
 
@@ -49,8 +49,9 @@ class Check:
 
 
 class Candidate:
-    def __init__(self, shape: Shape, settings, directory: Path, target, cost_model, log=None):
-        self.shape, self.settings, self.directory = shape, settings, Path(directory)
+    def __init__(self, shape: Shape, settings, directory: Path, target, cost_model, log=None,
+                 lr: float = DEFAULT_LR):
+        self.shape, self.settings, self.directory, self.lr = shape, settings, Path(directory), lr
         self.target, self.cost_model, self.log = target, cost_model, log
         self.corpus, self.facts = None, {}
 
@@ -97,7 +98,7 @@ class Candidate:
         s = self.settings
         return training.TrainArgs(
             data=s.data or [s.teacher], out=str(self.directory), **self.shape.model_args(),
-            seq_len=s.seq_len, batch_size=s.batch_size, steps=s.steps, lr=s.lr,
+            seq_len=s.seq_len, batch_size=s.batch_size, steps=s.steps, lr=self.lr,
             eval_every=s.eval_every, eval_tokens=self.corpus.quick_tokens,
             checkpoint_every=s.steps, threads=s.threads, seed=s.seed,
             kd_weight=s.kd_weight if s.teacher else 0.0)

@@ -20,7 +20,7 @@ from ..atomic import write_json
 from .space import Shape
 
 COLUMNS = ["trial", "state", "label", "n_params", "bits", "vocab_size", "dim", "n_layers",
-           "n_heads", "n_kv_heads", "hidden_dim", "bpb", "tok_s", "tok_s_from",
+           "n_heads", "n_kv_heads", "hidden_dim", "lr", "bpb", "tok_s", "tok_s_from",
            "predicted_tok_s", "emulated_tok_s", "model_bytes", "arena_bytes", "weights_in",
            "float_bpb", "pruned_at", "seconds", "why"]
 STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
@@ -40,7 +40,7 @@ def trial_row(trial, emulated: dict | None) -> dict:
         state = "refused"             # before training, or too slow once trained
     shape = attrs.get("shape")
     row = {"trial": trial.number, "state": state, "label": Shape(**shape).label() if shape
-           else "", **(shape or {}), **attrs.get("facts", {}),
+           else "", **(shape or {}), "lr": attrs.get("lr"), **attrs.get("facts", {}),
            "bpb": trial.values[0] if trial.state.name == "COMPLETE" else None,
            "predicted_tok_s": attrs.get("predicted_tok_s"),
            "emulated_tok_s": emulated and emulated["tok_s"],
@@ -95,7 +95,7 @@ def commands(row: dict, settings, name: str) -> dict[str, list[str]]:
     out = f"runs/{name}"
     model = [f"--{k.replace('_', '-')}={v}" for k, v in shape.model_args().items()]
     budget = [f"--seq-len={settings.seq_len}", f"--batch-size={settings.batch_size}",
-              f"--steps={settings.steps}", f"--lr={settings.lr:g}", f"--seed={settings.seed}"]
+              f"--steps={settings.steps}", f"--lr={row['lr']:g}", f"--seed={settings.seed}"]
     if settings.teacher:
         made = ["tinylm", "distill", *teacher_options(Path(settings.teacher)),
                 f"--kd-weight={settings.kd_weight:g}"]
@@ -169,8 +169,9 @@ def plot(rows, front, references, path: Path, target: str) -> bool:
 
 def table(rows: list[dict]) -> str:
     """A plain-text table of rows (the front, the references)."""
-    lines = [f"{'':16} {'model':30} {'params':>8} {'bits/byte':>9} {'tok/s':>10}  from"]
+    lines = [f"{'':16} {'model':30} {'params':>8} {'lr':>6} {'bits/byte':>9} {'tok/s':>10}  "
+             f"from"]
     for r in rows:
         lines.append(f"{str(r['trial']):16} {r['label']:30} {r.get('n_params') or 0:>8,} "
-                     f"{r['bpb']:9.4f} {r['tok_s']:10,.1f}  {r['tok_s_from']}")
+                     f"{r['lr']:6g} {r['bpb']:9.4f} {r['tok_s']:10,.1f}  {r['tok_s_from']}")
     return "\n".join(lines)

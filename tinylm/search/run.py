@@ -24,10 +24,11 @@ from . import costs, results, study
 from .candidate import Candidate
 from .measure import TARGETS, measure
 from .settings import Settings
-from .space import Shape
+from .space import DEFAULT_LR, Shape
 
 # The seeds' two templates, as near as RoPE allows (even head widths), and the project's
-# hand-picked ~8K-parameter model (docs/benchmarks.md), all at int8.
+# hand-picked ~8K-parameter model (docs/benchmarks.md), all at int8, trained at DEFAULT_LR:
+# tiny8k's recipe there.
 REFERENCES = {
     "seed fastest": Shape(vocab_size=64, dim=2, n_layers=1, n_heads=1, n_kv_heads=1,
                           hidden_dim=144, bits=8),
@@ -92,6 +93,7 @@ def reference_rows(settings: Settings, echo) -> list[dict]:
         candidate = Candidate(shape, free, directory, target, cost_model)
         check = candidate.check()
         row = {"trial": name, "label": shape.label(), **dataclasses.asdict(shape),
+               "lr": DEFAULT_LR,
                **check.facts, "bpb": None, "state": "reference", "why": check.problem or ""}
         if check.problem is None:
             echo(f"reference {name} ({shape.label()}): training")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..atomic import write_json
 from .measure import TARGETS
-from .space import BITS, Space
+from .space import BITS, LEARNING_RATES, Space
 
 SAMPLERS = ("tpe", "nsga2")
 DEFAULT_STUDY = "tinylm-search"
@@ -38,7 +38,7 @@ class Settings:
     steps: int = 600
     batch_size: int = 16
     seq_len: int = 128
-    lr: float = 3e-3
+    lrs: tuple[float, ...] = LEARNING_RATES   # the peak learning rates a trial may draw
     eval_every: int = 100
     kd_weight: float = 0.5            # with a teacher
     split: str = "auto"
@@ -53,6 +53,7 @@ class Settings:
     def __post_init__(self):   # plain types, so the settings survive a round trip through JSON
         self.data, self.val_data = [str(p) for p in self.data], [str(p) for p in self.val_data]
         self.out, self.bits = str(self.out), tuple(int(b) for b in self.bits)
+        self.lrs = tuple(float(lr) for lr in self.lrs)
         if self.target not in TARGETS:
             raise ValueError(f"--target must be one of {', '.join(TARGETS)}, not {self.target}")
         if self.sampler not in SAMPLERS:
@@ -61,13 +62,15 @@ class Settings:
             raise ValueError(f"--bits must be 8 or 4, not {self.bits}")
         if not 0 < self.min_params <= self.max_params:
             raise ValueError(f"--params {self.min_params}-{self.max_params} is not a range")
+        if not self.lrs or min(self.lrs) <= 0:
+            raise ValueError(f"--lr must be positive learning rates, not {self.lrs}")
 
     @property
     def storage_url(self) -> str:
         return self.storage or f"sqlite:///{Path(self.out).resolve() / 'study.db'}"
 
     def space(self, vocabs: tuple[int, ...]) -> Space:
-        return Space(vocabs, self.bits, self.min_params, self.max_params)
+        return Space(vocabs, self.bits, self.min_params, self.max_params, self.lrs)
 
     def fixed(self) -> dict:
         """The settings that decide trials' results, with the data's fingerprint for its
@@ -76,7 +79,7 @@ class Settings:
         kept["data"], kept["val_data"] = fingerprint(self.data), fingerprint(self.val_data)
         kept["teacher"] = self.teacher and fingerprint(
             [Path(self.teacher) / "targets" / "manifest.json"])
-        kept["bits"] = list(self.bits)
+        kept["bits"], kept["lrs"] = list(self.bits), list(self.lrs)
         return kept
 
     def save(self) -> None:
@@ -88,7 +91,10 @@ class Settings:
         path = Path(out) / SETTINGS_FILE
         if not path.exists():
             raise FileNotFoundError(f"{out} holds no search ({SETTINGS_FILE} is missing)")
-        return cls(**dict(json.loads(path.read_text()), out=str(out)))
+        fields = json.loads(path.read_text())
+        if "lr" in fields:      # made before the learning rate was searched: it had one
+            fields["lrs"] = [fields.pop("lr")]
+        return cls(**dict(fields, out=str(out)))
 
 
 MAY_DIFFER = ("out", "storage", "trials", "sampler", "jobs", "threads")

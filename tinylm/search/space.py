@@ -10,6 +10,10 @@ checks on a shape that need no data.
     ffn_ratio   FFN_RATIOS: the SwiGLU's hidden width is ffn_ratio * dim, rounded up to 4
     vocab_size  vocab_choices(): characters below 260 tokens, byte-level BPE from 260
     bits        8 or 4 (`tinylm quantize --bits`)
+    lr          LEARNING_RATES, the peak learning rate of the candidate's training: not a part
+                of the model, but the best one depends on the shape (at 600 steps tiny
+                models learn best at several times the rate of larger ones), so one fixed rate
+                would favour the shapes it happens to suit
 
 A parameter is sampled as a choice among a few values spread over a wide range (doubling
 steps, as in the seeds' study), so that Optuna's samplers see the same few values again and
@@ -30,6 +34,8 @@ FFN_RATIOS = (1, 2, 3, 4, 6, 8, 16, 32)
 CHAR_VOCABS = (32, 48, 64, 96, 128, 192, 256)
 BPE_VOCABS = (288, 320, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
 BITS = (8, 4)
+LEARNING_RATES = (0.003, 0.006, 0.012, 0.024, 0.048)
+DEFAULT_LR = 0.003          # a candidate trained outside a search (the reference models)
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ class Space:
     bits: tuple[int, ...] = BITS
     min_params: int = 1_000
     max_params: int = 300_000
+    lrs: tuple[float, ...] = LEARNING_RATES
 
 
 def vocab_choices(characters: int) -> tuple[int, ...]:
@@ -106,6 +113,11 @@ def suggest(trial, space: Space) -> Shape:
                  n_layers=trial.suggest_int("n_layers", *LAYERS), n_heads=n_heads,
                  n_kv_heads=max(1, n_heads // sharing), hidden_dim=hidden_width(dim, ratio),
                  bits=trial.suggest_categorical("bits", space.bits))
+
+
+def suggest_lr(trial, space: Space) -> float:
+    """The learning rate an Optuna trial trains its shape with."""
+    return trial.suggest_categorical("lr", space.lrs)
 
 
 def problem(shape: Shape, space: Space) -> str | None:

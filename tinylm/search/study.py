@@ -37,7 +37,7 @@ from .candidate import Candidate, Check
 from .corpus import characters
 from .measure import TARGETS
 from .settings import Settings, differences
-from .space import problem, suggest, vocab_choices
+from .space import problem, suggest, suggest_lr, vocab_choices
 
 HEARTBEAT, GRACE = 20, 120           # seconds
 PRUNE_FROM, PRUNE_MARGIN = 0.5, 0.03
@@ -105,7 +105,8 @@ def trained(study) -> int:
 
 
 class Objective:
-    """One trial: a shape sampled, checked, trained with pruning, scored."""
+    """One trial: a shape and its learning rate sampled, checked, trained with pruning,
+    scored."""
 
     def __init__(self, study, settings: Settings):
         self.study, self.settings = study, settings
@@ -116,13 +117,16 @@ class Objective:
     def __call__(self, trial):
         o = optuna()
         trial.set_user_attr("worker", WORKER)
-        shape = suggest(trial, self.space)
+        shape, lr = suggest(trial, self.space), suggest_lr(trial, self.space)
         trial.set_user_attr("shape", dataclasses.asdict(shape))
+        trial.set_user_attr("lr", lr)
         directory = Path(self.settings.out) / "trials" / f"{trial.number:05d}"
-        candidate = Candidate(shape, self.settings, directory, self.target, self.cost_model)
-        earlier = self.trained_before(trial.number, trial.user_attrs["shape"])
+        candidate = Candidate(shape, self.settings, directory, self.target, self.cost_model,
+                              lr=lr)
+        earlier = self.trained_before(trial.number, trial.user_attrs["shape"], lr)
         if earlier is not None:        # samplers may draw a shape again: train it once
-            trial.set_user_attr("refused", f"the same shape as trial {earlier}, trained already")
+            trial.set_user_attr("refused", f"the same shape and learning rate as trial "
+                                f"{earlier}, trained already")
             raise o.TrialPruned(trial.user_attrs["refused"])
         try:
             reason = problem(shape, self.space)
@@ -163,13 +167,15 @@ class Objective:
             trial.set_constraint("fits", self.settings.min_tok_s / scores["tok_s"] - 1)
         return scores["bpb"], scores["tok_s"]
 
-    def trained_before(self, number: int, shape: dict) -> int | None:
-        """The first other trial that trains or trained this shape (failed ones are not)."""
+    def trained_before(self, number: int, shape: dict, lr: float) -> int | None:
+        """The first other trial that trains or trained this shape at this learning rate
+        (failed ones are not)."""
         states = [optuna().trial.TrialState.COMPLETE, optuna().trial.TrialState.PRUNED,
                   optuna().trial.TrialState.RUNNING]
         for other in self.study.get_trials(deepcopy=False, states=states):
             if other.number != number and other.user_attrs.get("training") \
-                    and other.user_attrs.get("shape") == shape:
+                    and other.user_attrs.get("shape") == shape \
+                    and other.user_attrs.get("lr") == lr:
                 return other.number
         return None
 
