@@ -24,13 +24,17 @@ training step against a plain one, on the same batches.
 texts the teacher writes, for --steps, and compares it with the teacher (--long-arm: the
 teacher's tokenizer and exact targets, the default, or the student's BPE and projected ones).
 Everything is kept in --out, and a rerun reuses what is there (targets, token files, finished
-runs).
+runs). The student learns on windows of 128 tokens; the teacher is scored with its own 512 and,
+for a like-for-like figure, with 128 too. --widen-steps N then trains N more steps on windows
+of --widen-to tokens (resuming with a longer context: `tinylm train --resume --seq-len`) and
+scores the student with that context.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -64,8 +68,9 @@ TRAIN = SHARED / "data" / "tinystories_train_head.txt"
 VALID = SHARED / "data" / "tinystories_valid_head.txt"
 STUDENT = dict(vocab_size=512, dim=40, n_layers=3, n_heads=4, seq_len=128, batch_size=16,
                lr=3e-3)                                     # 78,840 parameters
-LONG_STUDENT = dict(vocab_size=512, dim=64, n_layers=4, n_heads=4, seq_len=128,
-                    batch_size=16, lr=2e-3)                 # 230,976 parameters
+# stories260K's shape with a narrower FFN (168, not 172), to stay within 260,000 parameters
+LONG_STUDENT = dict(vocab_size=512, dim=64, n_layers=5, n_heads=8, n_kv_heads=4, hidden_dim=168,
+                    seq_len=128, batch_size=16, lr=2e-3)    # 256,192 parameters
 # name: (student tokenizer, projection's undecided mass, KD weight: "proj" --kd-weight,
 # "exact" --exact-kd-weight)
 ARMS = {"plain": ("own", "rest", 0.0), "kd-proj": ("own", "share", "proj"),
@@ -148,16 +153,42 @@ def train_run(root: Path, name: str, files: Path, tokenizer, seed: int, kd_weigh
     result = evaluate(model, tokenizer, documents or valid_documents(), batch_size=16)
     return {"run": name, "seed": seed, "bpb": result["bpb"], "loss": result["loss"],
             "n_params": model.config.n_params(), "train_seconds": trained,
-            "seconds": time.perf_counter() - started}
+            "seconds": time.perf_counter() - started, "out": str(out)}
+
+
+def widen_context(run: dict, args) -> dict:
+    """A trained run's student trained --widen-steps more on windows of --widen-to tokens
+    (batches as many tokens as before), in a copy of its folder; scored with that context."""
+    first = Path(run["out"])
+    out = first.parent / f"{first.name}-ctx{args.widen_to}-{args.widen_steps}more"
+    if not checkpoint_path(out).exists():
+        out.mkdir(parents=True, exist_ok=True)
+        for path in first.iterdir():
+            if path.name.startswith(("train.", "val.")):
+                (out / path.name).symlink_to(path.resolve())
+        shutil.copy2(checkpoint_path(first), checkpoint_path(out))
+    steps = load_checkpoint(first).step + args.widen_steps
+    started = time.perf_counter()
+    if load_checkpoint(out).step < steps:
+        saved = load_checkpoint(out).train_args
+        training.resume(out, steps=steps, seq_len=args.widen_to, eval_every=steps,
+                        batch_size=max(1, saved["batch_size"] * saved["seq_len"] // args.widen_to))
+    trained = time.perf_counter() - started
+    model, tokenizer = load_model(out)
+    result = evaluate(model, tokenizer, valid_documents(), batch_size=16)
+    return {"run": f"{run['run']}-ctx{args.widen_to}", "bpb": result["bpb"],
+            "loss": result["loss"], "n_params": model.config.n_params(),
+            "train_seconds": trained, "out": str(out)}
 
 
 def valid_documents():
     return read_documents([VALID], "blank")
 
 
-def teacher_bpb() -> float:
+def teacher_bpb(context: int | None = None) -> float:
+    """The teacher's bits per byte on the test text, with its own context or a shorter one."""
     from teacher.load import load_teacher
-    return load_teacher(str(TEACHER)).bits_per_byte(valid_documents())
+    return load_teacher(str(TEACHER)).bits_per_byte(valid_documents(), context=context)
 
 
 def kd_step_cost(files: Path, tokenizer, args, repeats: int = 20) -> dict:
@@ -231,7 +262,12 @@ def long_run(args) -> dict:
     run = train_run(root, f"long-{args.long_arm}-free{args.free}",
                     data_dir(root, choice, args.free, undecided), tokenizer, args.seeds[0],
                     weight, args, student=LONG_STUDENT)
-    return {"settings": vars(args), "run": run, "stats": stats, "teacher_bpb": teacher_bpb()}
+    result = {"settings": vars(args), "run": run, "stats": stats, "teacher_bpb": teacher_bpb(),
+              # windows of seq_len predicted tokens, as the student's (+1: the <bos>)
+              "teacher_bpb_at_student_context": teacher_bpb(LONG_STUDENT["seq_len"] + 1)}
+    if args.widen_steps:
+        result["widened"] = widen_context(run, args)
+    return result
 
 
 def main():
@@ -256,6 +292,10 @@ def main():
     parser.add_argument("--long-arm", choices=["kd-proj", "kd-proj-rest", "kd-teacher"],
                         default="kd-teacher",
                         help="with --long: the student's tokenizer and targets (ARMS)")
+    parser.add_argument("--widen-to", type=int, default=512,
+                        help="with --long and --widen-steps: the context to widen to")
+    parser.add_argument("--widen-steps", type=int, default=0,
+                        help="with --long: train this many more steps on --widen-to windows")
     parser.add_argument("--out", default="runs/bench_distill")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -267,8 +307,12 @@ def main():
     elif args.long:
         run = result["run"]
         print(f"student {run['n_params']:,} parameters, {args.steps} steps on "
-              f"{result['stats']['student_tokens']:,} tokens: {run['bpb']:.4f} bits/byte; "
-              f"teacher {result['teacher_bpb']:.4f}; gap {run['bpb'] - result['teacher_bpb']:.4f}")
+              f"{result['stats']['student_tokens']:,} tokens, context {LONG_STUDENT['seq_len']}: "
+              f"{run['bpb']:.4f} bits/byte; teacher {result['teacher_bpb']:.4f} (at context "
+              f"{LONG_STUDENT['seq_len']}: {result['teacher_bpb_at_student_context']:.4f})")
+        if "widened" in result:
+            print(f"widened to context {args.widen_to} for {args.widen_steps} more steps: "
+                  f"{result['widened']['bpb']:.4f} bits/byte")
     else:
         print("| run | parameters | val bits/byte, mean | min | max |\n|---|---:|---:|---:|---:|")
         for name, s in result["summary"].items():

@@ -91,11 +91,13 @@ class Teacher:
         return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in replies]
 
     @torch.no_grad()
-    def bits_per_byte(self, documents: list[str], batch_size: int = 16) -> float:
+    def bits_per_byte(self, documents: list[str], batch_size: int = 16,
+                      context: int | None = None) -> float:
         """Scored as tinylm.training.evaluate scores a student: each document from <bos> (cut into
-        windows of the teacher's context), every token predicted, nats summed, divided by
-        ln 2 and the documents' UTF-8 bytes."""
-        step = self.max_len - 1
+        windows of the teacher's context, or of `context` tokens to compare with a student of a
+        shorter one), every token predicted, nats summed, divided by ln 2 and the documents'
+        UTF-8 bytes."""
+        step = min(context or self.max_len, self.max_len) - 1
         windows = []
         for document in documents:
             ids = self.tokenizer(document, add_special_tokens=False)["input_ids"]

@@ -216,3 +216,15 @@ def test_chat_records_with_replies_are_read_not_written(gemma, tmp_path):
                                                           b"Mia went to the lake.")]
     ids = gemma.tokenizer("Ben found the ball.", add_special_tokens=False)["input_ids"]
     assert pieces[0].tokens.tolist() == ids and len(pieces[0].topk_ids) == len(ids) + 1
+
+
+@needs_stories260k
+def test_a_teacher_scored_with_a_shorter_context():
+    """Windows of `context` tokens lose what came before them: a long story scores worse; a
+    context at least the teacher's own changes nothing."""
+    teacher = load_teacher(str(STORIES260K_HF))
+    story = ["Once upon a time, there was a little girl named Lily. She liked to play in the "
+             "park with her dog. " * 12]
+    own = teacher.bits_per_byte(story)
+    assert teacher.bits_per_byte(story, context=teacher.max_len + 100) == own
+    assert teacher.bits_per_byte(story, context=33) > own + 0.1
