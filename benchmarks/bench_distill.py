@@ -157,10 +157,12 @@ def train_run(root: Path, name: str, files: Path, tokenizer, seed: int, kd_weigh
 
 
 def widen_context(run: dict, args) -> dict:
-    """A trained run's student trained --widen-steps more on windows of --widen-to tokens
-    (batches as many tokens as before), in a copy of its folder; scored with that context."""
+    """A trained run's student trained --widen-steps more on --widen-batch windows of
+    --widen-to tokens, in a copy of its folder; scored with that context."""
     first = Path(run["out"])
-    out = first.parent / f"{first.name}-ctx{args.widen_to}-{args.widen_steps}more"
+    saved = load_checkpoint(first).train_args
+    batch = args.widen_batch or max(1, saved["batch_size"] * saved["seq_len"] // args.widen_to)
+    out = first.parent / f"{first.name}-ctx{args.widen_to}-b{batch}-{args.widen_steps}more"
     if not checkpoint_path(out).exists():
         out.mkdir(parents=True, exist_ok=True)
         for path in first.iterdir():
@@ -170,9 +172,8 @@ def widen_context(run: dict, args) -> dict:
     steps = load_checkpoint(first).step + args.widen_steps
     started = time.perf_counter()
     if load_checkpoint(out).step < steps:
-        saved = load_checkpoint(out).train_args
         training.resume(out, steps=steps, seq_len=args.widen_to, eval_every=steps,
-                        batch_size=max(1, saved["batch_size"] * saved["seq_len"] // args.widen_to))
+                        batch_size=batch)
     trained = time.perf_counter() - started
     model, tokenizer = load_model(out)
     result = evaluate(model, tokenizer, valid_documents(), batch_size=16)
@@ -296,6 +297,9 @@ def main():
                         help="with --long and --widen-steps: the context to widen to")
     parser.add_argument("--widen-steps", type=int, default=0,
                         help="with --long: train this many more steps on --widen-to windows")
+    parser.add_argument("--widen-batch", type=int, default=0,
+                        help="windows per step while widening [default: as many tokens per "
+                             "step as before]")
     parser.add_argument("--out", default="runs/bench_distill")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
