@@ -1,6 +1,7 @@
 """`tinylm search`: the search space, the checks before training, the cost model's fit, pruning,
 a study shared by two processes, resuming after a kill, and a tiny search end to end with
 the front confirmed in the emulator."""
+import dataclasses
 import json
 import os
 import random
@@ -317,6 +318,34 @@ def test_a_shape_drawn_again_is_not_trained_again(stories, tmp_path, monkeypatch
     settings.trials = 3
     study.work(settings, 0, HEARTBEAT)
     assert trained[-1] == (trained[0][0], other_lr) and len(trained) == 3
+
+
+def test_a_search_made_before_the_learning_rate_was_searched(stories, tmp_path, monkeypatch):
+    """Its settings had one "lr" and its trials no rate of their own: it still resumes, and
+    its rows carry that rate."""
+    monkeypatch.setattr(Candidate, "train", lambda self, on_validation=None: {
+        "interrupted": False, "val_bpb": 2.0})
+    monkeypatch.setattr(Candidate, "score", lambda self: {"bpb": 2.0, "bin": "", "bin_bytes": 0,
+                                                          "candidates": 0.0, "tok_s": 100.0})
+    settings = tiny(stories, tmp_path, trials=1, lrs=(0.005,))
+    settings.save()
+    old = {**settings.fixed(), "lr": 0.005}
+    del old["lrs"]
+    the_study = study.open_study(settings)
+    the_study.set_user_attr("settings", old)
+    saved = json.loads((tmp_path / "search.json").read_text())
+    saved["lr"] = saved.pop("lrs")[0]
+    (tmp_path / "search.json").write_text(json.dumps(saved))
+    shape = dataclasses.asdict(Shape(64, 16, 1, 2, 2, 48, 8))
+    the_study.add_trial(optuna.trial.create_trial(values=[2.5, 90.0], user_attrs={
+        "shape": shape, "training": True}))
+    loaded = Settings.load(tmp_path)
+    assert loaded.lrs == (0.005,)
+    loaded.trials = 2
+    study.work(loaded, 0, HEARTBEAT)
+    rows = results.trial_rows(study.load(loaded))
+    assert sum(r["state"] == "complete" for r in rows) == 2
+    assert all(r["lr"] == 0.005 for r in rows)
 
 
 def test_a_study_refuses_a_worker_with_other_settings(stories, tmp_path):

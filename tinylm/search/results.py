@@ -30,17 +30,20 @@ STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING
 def trial_rows(study) -> list[dict]:
     confirmed = {int(key.split(":")[1]): value for key, value in study.user_attrs.items()
                  if key.startswith("emulated:")}
-    return [trial_row(t, confirmed.get(t.number)) for t in study.get_trials(deepcopy=False)]
+    # a study made before the learning rate was searched trained every trial at its one "lr"
+    one_lr = study.user_attrs.get("settings", {}).get("lr")
+    return [trial_row(t, confirmed.get(t.number), one_lr)
+            for t in study.get_trials(deepcopy=False)]
 
 
-def trial_row(trial, emulated: dict | None) -> dict:
+def trial_row(trial, emulated: dict | None, one_lr: float | None = None) -> dict:
     attrs = trial.user_attrs
     state = STATES[trial.state.name]
     if state in ("pruned", "complete") and "refused" in attrs:
         state = "refused"             # before training, or too slow once trained
     shape = attrs.get("shape")
     row = {"trial": trial.number, "state": state, "label": Shape(**shape).label() if shape
-           else "", **(shape or {}), "lr": attrs.get("lr"), **attrs.get("facts", {}),
+           else "", **(shape or {}), "lr": attrs.get("lr", one_lr), **attrs.get("facts", {}),
            "bpb": trial.values[0] if trial.state.name == "COMPLETE" else None,
            "predicted_tok_s": attrs.get("predicted_tok_s"),
            "emulated_tok_s": emulated and emulated["tok_s"],

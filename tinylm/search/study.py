@@ -82,6 +82,9 @@ def open_study(settings: Settings, worker: int = 0, heartbeat=(HEARTBEAT, GRACE)
                            directions=DIRECTIONS, sampler=sampler(settings, worker),
                            load_if_exists=True)
     mine, theirs = settings.fixed(), study.user_attrs.get("settings")
+    if theirs is not None and "lr" in theirs:     # made before the learning rate was searched
+        theirs = {**theirs, "lrs": [theirs["lr"]]}
+        del theirs["lr"]
     if theirs is None:
         study.set_user_attr("settings", mine)
     elif differences(mine, theirs):
