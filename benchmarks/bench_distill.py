@@ -162,7 +162,9 @@ def widen_context(run: dict, args) -> dict:
     first = Path(run["out"])
     saved = load_checkpoint(first).train_args
     batch = args.widen_batch or max(1, saved["batch_size"] * saved["seq_len"] // args.widen_to)
-    out = first.parent / f"{first.name}-ctx{args.widen_to}-b{batch}-{args.widen_steps}more"
+    separate = "-sep" if args.separate_documents else ""
+    out = first.parent / (f"{first.name}-ctx{args.widen_to}-b{batch}{separate}-"
+                          f"{args.widen_steps}more")
     if not checkpoint_path(out).exists():
         out.mkdir(parents=True, exist_ok=True)
         for path in first.iterdir():
@@ -173,7 +175,7 @@ def widen_context(run: dict, args) -> dict:
     started = time.perf_counter()
     if load_checkpoint(out).step < steps:
         training.resume(out, steps=steps, seq_len=args.widen_to, eval_every=steps,
-                        batch_size=batch)
+                        batch_size=batch, separate_documents=args.separate_documents)
     trained = time.perf_counter() - started
     model, tokenizer = load_model(out)
     result = evaluate(model, tokenizer, valid_documents(), batch_size=16)
@@ -300,6 +302,8 @@ def main():
     parser.add_argument("--widen-batch", type=int, default=0,
                         help="windows per step while widening [default: as many tokens per "
                              "step as before]")
+    parser.add_argument("--separate-documents", action="store_true",
+                        help="while widening: attend within each document of a window only")
     parser.add_argument("--out", default="runs/bench_distill")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

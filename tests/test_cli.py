@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import re
+import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -64,6 +65,12 @@ def test_train_resume_continues_and_keeps_the_shape(trained, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["step"] == 5
     assert_one_line_error(run("train", "--out", out, "--resume", "--dim", 32), "dim")
+    copy = shutil.copytree(out, tmp_path / "copy", symlinks=True)   # the others keep `trained`
+    widened = run("train", "--out", copy, "--resume", "--steps", 6, "--seq-len", 64,
+                  "--separate-documents", "--json")
+    assert widened.exit_code == 0, widened.output
+    assert load_checkpoint(copy).config.max_seq_len == 64
+    assert load_checkpoint(copy).train_args["separate_documents"] is True
 
 
 def test_generate_streams_a_continuation(trained):

@@ -83,6 +83,31 @@ def test_attention(rng, monkeypatch, n_heads, n_kv_heads, T, T_keys):
     check(d_v, f, v)
 
 
+def test_attention_within_documents(rng, monkeypatch):
+    """The gradients through a document mask (windows holding several documents), and what it
+    means: each document's outputs are those it has alone."""
+    monkeypatch.setattr(ops, "QUERY_BLOCK", 3)
+    BOS, T, S = 0, 7, 4
+    tokens = np.array([[5, BOS, 3, 4, BOS, 2, 6], [BOS, 1, 2, 3, 4, 5, 6]])
+    q = rng.standard_normal((2, T, 4, S))
+    k, v = (rng.standard_normal((2, T, 2, S)) for _ in range(2))
+    mask = ops.document_mask(tokens, BOS, 2, np.float64)
+    w = rng.standard_normal(q.shape)
+    _, cache = ops.attention_forward(q, k, v, mask)
+    d_q, d_k, d_v = ops.attention_backward(w.copy(), cache)
+    f = lambda: np.sum(ops.attention_forward(q, k, v, mask)[0] * w)
+    check(d_q, f, q)
+    check(d_k, f, k)
+    check(d_v, f, v)
+    y = ops.attention_forward(q, k, v, mask)[0]
+    for first, end in ((0, 1), (1, 4), (4, 7)):       # the first row's three documents alone
+        alone = ops.attention_forward(q[:1, first:end], k[:1, first:end], v[:1, first:end],
+                                      ops.causal_mask(end - first, end - first, 2, np.float64))
+        np.testing.assert_allclose(y[:1, first:end], alone[0], rtol=1e-12)
+    causal = ops.attention_forward(q[1:], k[1:], v[1:], ops.causal_mask(T, T, 2, np.float64))
+    np.testing.assert_allclose(y[1:], causal[0], rtol=1e-12)    # one document: plain causal
+
+
 def test_attention_blocks_do_not_change_the_result(rng, monkeypatch):
     q, k, v = (rng.standard_normal((2, 9, 4, 4)) for _ in range(3))
     k, v = k[:, :, :2], v[:, :, :2]
@@ -172,6 +197,20 @@ def test_model_gradients(config, shape):
     f = lambda: model.forward(tokens, targets)[0]
     for name, value in model.params.items():
         assert grads[name].shape == value.shape
+        err = relative_error(grads[name], numerical_gradient(f, value))
+        assert err < TOLERANCE, f"{name}: relative error {err:.2e}"
+
+
+def test_model_gradients_within_documents():
+    config = ModelConfig(max_seq_len=6, **CONFIGS["gqa"])
+    model = random_model(config)
+    tokens = np.array([[3, 1, 4, 0, 5, 9], [0, 2, 6, 5, 0, 3]])
+    targets = np.roll(tokens, -1, axis=1)
+    loss, activations = model.forward(tokens, targets, bos_id=0)
+    grads = model.backward(activations)
+    assert loss != pytest.approx(model.forward(tokens, targets)[0])
+    f = lambda: model.forward(tokens, targets, bos_id=0)[0]
+    for name, value in model.params.items():
         err = relative_error(grads[name], numerical_gradient(f, value))
         assert err < TOLERANCE, f"{name}: relative error {err:.2e}"
 

@@ -134,6 +134,17 @@ def test_resume_with_a_longer_context(straight_run, text_file, tmp_path):
     assert model.logits(np.zeros((1, 48), np.int64)).shape[1] == 48    # refused at 16 before
 
 
+def test_separate_documents_changes_what_a_window_trains(straight_run, text_file, tmp_path):
+    """Windows of 16 tokens hold pieces of several stories; attending within each story only
+    changes the training from the straight run's (the same batches), and the summary still
+    comes out."""
+    summary = train(tiny_args(text_file, tmp_path, separate_documents=True))
+    assert np.isfinite(summary["loss"]) and summary["step"] == 8
+    assert load_checkpoint(tmp_path).train_args["separate_documents"] is True
+    trained, straight = load_checkpoint(tmp_path).params, load_checkpoint(straight_run[0]).params
+    assert not np.allclose(trained["layers.0.wq"], straight["layers.0.wq"])
+
+
 def test_validation_numbers_match_evaluate(text_file, tmp_path):
     val_file = tmp_path / "val.txt"
     val_file.write_text(stories(1, 10), encoding="utf-8")

@@ -99,6 +99,8 @@ TRAIN_OPTIONS = [
     ("seq_len", COUNT, "Tokens per training window, and the model's context length; with "
                        "--resume it may grow (train short, then widen the context)."),
     ("batch_size", COUNT, "Windows per step."),
+    ("separate_documents", bool, "Each position attends within its own document of a window "
+                                 "only, as it will when the model is used (from its <bos>)."),
     ("steps", COUNT, "Optimizer steps in all; continuing a run trains up to this step."),
     ("lr", POSITIVE, "Peak learning rate, reached after warmup, then cosine decay."),
     ("warmup_steps", SOME, "Steps of linear learning-rate warmup. [default: 5% of steps]"),
@@ -114,9 +116,13 @@ TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(training.TrainAr
 
 def train_options(command):
     for name, type_, help_ in reversed(TRAIN_OPTIONS):
-        default = TRAIN_DEFAULTS[name]
-        command = click.option("--" + name.replace("_", "-"), type=type_, default=default,
-                               show_default=default is not None, help=help_)(command)
+        default, flag = TRAIN_DEFAULTS[name], "--" + name.replace("_", "-")
+        if type_ is bool:
+            command = click.option(f"{flag}/--no-{flag[2:]}", default=default, help=help_)(
+                command)
+        else:
+            command = click.option(flag, type=type_, default=default,
+                                   show_default=default is not None, help=help_)(command)
     return command
 
 

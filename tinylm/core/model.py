@@ -74,7 +74,7 @@ class Transformer:
     # One transformer block. `past` (keys, values of earlier positions) is used by cached
     # inference; training passes None.
 
-    def _block(self, i, x, B, T, start, past=None):
+    def _block(self, i, x, B, T, start, past=None, mask=None):
         c, p = self.config, self.params
         pre = f"layers.{i}."
         N = B * T
@@ -86,7 +86,9 @@ class Transformer:
         q, k = ops.rope_forward(q, rotation), ops.rope_forward(k, rotation)
         if past is not None:
             k, v = past(i, k, v)
-        att, attention_cache = ops.attention_forward(q, k, v, self._mask(T, k.shape[1]))
+        if mask is None:
+            mask = self._mask(T, k.shape[1])
+        att, attention_cache = ops.attention_forward(q, k, v, mask)
         att = att.reshape(N, -1)
         x = x + ops.linear_forward(att, p[pre + "wo"])
 
@@ -128,19 +130,22 @@ class Transformer:
     # ------------------------------------------------------------------------------------------
     # Training: forward keeps the activations, backward consumes them.
 
-    def forward(self, tokens, targets, soft: ops.SoftTargets | None = None):
+    def forward(self, tokens, targets, soft: ops.SoftTargets | None = None, bos_id=None):
         """tokens, targets: (B, T) ints. Returns the mean loss (nats/token) and the activations
         that `backward` needs. The loss is the cross-entropy of the targets or, given a
-        teacher's `soft` targets, the distillation loss (ops.kd_loss_forward)."""
+        teacher's `soft` targets, the distillation loss (ops.kd_loss_forward). Given bos_id,
+        each position attends to its own document only (ops.document_mask)."""
         c = self.config
         tokens = np.asarray(tokens)
         B, T = tokens.shape
         if T > c.max_seq_len:
             raise ValueError(f"sequence of {T} tokens is longer than max_seq_len {c.max_seq_len}")
         x = ops.embedding_forward(self.params["tok_emb"], tokens).reshape(B * T, c.dim)
+        mask = None if bos_id is None else ops.document_mask(
+            tokens, bos_id, c.n_heads // c.n_kv_heads, self.dtype)
         block_caches = []
         for i in range(c.n_layers):
-            x, cache = self._block(i, x, B, T, start=0)
+            x, cache = self._block(i, x, B, T, start=0, mask=mask)
             block_caches.append(cache)
         h, final_norm_cache = ops.rmsnorm_forward(x, self.params["final_norm"], c.norm_eps)
         logits = ops.linear_forward(h, self.lm_head)
@@ -175,8 +180,10 @@ class Transformer:
         grads["tok_emb"] = d_emb
         return grads
 
-    def loss_and_grads(self, tokens, targets, n_threads=2, soft: ops.SoftTargets | None = None):
-        """forward + backward (`soft` as in forward), with the batch split across threads.
+    def loss_and_grads(self, tokens, targets, n_threads=2, soft: ops.SoftTargets | None = None,
+                       bos_id=None):
+        """forward + backward (`soft` and `bos_id` as in forward), with the batch split across
+        threads.
         NumPy's elementwise loops run on one core but release Python's lock, so halves of a
         batch in two threads use two cores. The halves' gradients are averaged in a fixed
         order, so the result does not depend on thread timing. BLAS runs one thread per
@@ -187,13 +194,13 @@ class Transformer:
         n_threads = max(1, min(n_threads, len(tokens)))
         if n_threads == 1:
             with single_threaded_blas():
-                loss, activations = self.forward(tokens, targets, soft)
+                loss, activations = self.forward(tokens, targets, soft, bos_id)
                 return loss, self.backward(activations)
         parts = np.array_split(np.arange(len(tokens)), n_threads)
 
         def one_part(rows):
             part_soft = None if soft is None else soft.rows(rows)
-            loss, activations = self.forward(tokens[rows], targets[rows], part_soft)
+            loss, activations = self.forward(tokens[rows], targets[rows], part_soft, bos_id)
             return loss, self.backward(activations)
 
         with single_threaded_blas(), ThreadPoolExecutor(n_threads) as pool:

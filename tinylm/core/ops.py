@@ -138,6 +138,15 @@ def causal_mask(n_queries, n_keys, G, dtype):
     return np.repeat(np.where(future, -np.inf, 0.0).astype(dtype), G, axis=0)
 
 
+def document_mask(tokens, bos_id, G, dtype):
+    """(B, 1, T*G, T) additive mask for training windows cut anywhere in a stream of documents:
+    a query sees the keys of its own document (from the last <bos> at or before it) up to
+    itself, so each document trains as it is used, from its own <bos> alone."""
+    document = np.cumsum(tokens == bos_id, axis=1)                       # (B, T)
+    seen = (document[:, :, None] == document[:, None, :]) & np.tri(tokens.shape[1], dtype=bool)
+    return np.repeat(np.where(seen, 0.0, -np.inf).astype(dtype), G, axis=1)[:, None]
+
+
 def _query_blocks(T, T_keys, G):
     """(rows, keys) slices: a block of query rows and the keys its positions can see."""
     for t0 in range(0, T, QUERY_BLOCK):
@@ -146,7 +155,8 @@ def _query_blocks(T, T_keys, G):
 
 
 def attention_forward(q, k, v, mask):
-    """q: (B, T, H, S); k, v: (B, T_keys, K, S); mask from causal_mask. Returns y like q."""
+    """q: (B, T, H, S); k, v: (B, T_keys, K, S); mask from causal_mask (or document_mask).
+    Returns y like q."""
     B, T, H, S = q.shape
     K, T_keys = k.shape[2], k.shape[1]
     qg = _group_queries(q, K) * (1.0 / S ** 0.5)          # scale the small tensor, not the scores
@@ -157,7 +167,7 @@ def attention_forward(q, k, v, mask):
     probs = []
     for rows, keys in _query_blocks(T, T_keys, H // K):
         p = qg[:, :, rows] @ k_columns[..., keys]          # scores
-        p += mask[rows, keys]
+        p += mask[..., rows, keys]
         p -= p.max(axis=-1, keepdims=True)                # softmax in place, stable
         np.exp(p, out=p)
         p *= 1.0 / p.sum(axis=-1, keepdims=True)

@@ -84,6 +84,7 @@ class TrainArgs:
     # distillation (distill.py writes the teacher's targets next to the token files)
     kd_weight: float = 0.0          # weight of the teacher's targets; 0: the hard labels alone
     temperature: float = 1.0        # of the KD loss (ops.kd_loss_forward)
+    separate_documents: bool = False  # attend within each document of a window only
     chat: bool = False              # the data holds chat turns: the model is a chat model
     # bookkeeping
     eval_every: int = 100
@@ -212,6 +213,7 @@ def _train_loop(args, model, tokenizer, optimizer, sampler, step, on_step) -> di
     token_bytes = np.array(tokenizer.text_bytes())
     warmup = args.warmup_steps if args.warmup_steps is not None else args.steps // 20
     tokens_per_step = args.batch_size * args.seq_len
+    bos_id = tokenizer.bos_id if args.separate_documents else None
     bar = ProgressBar(args.steps, step, tokens_per_step)
     # None: not measured yet
     summary = {"step": step, "interrupted": False, "loss": None, "val_loss": None,
@@ -236,7 +238,7 @@ def _train_loop(args, model, tokenizer, optimizer, sampler, step, on_step) -> di
                 lr = learning_rate(step, args.lr, args.steps, warmup, args.min_lr_ratio)
                 inputs, targets, *teacher = sampler.next_batch()
                 soft = SoftTargets(*teacher, args.kd_weight, args.temperature) if teacher else None
-                loss, grads = model.loss_and_grads(inputs, targets, args.threads, soft)
+                loss, grads = model.loss_and_grads(inputs, targets, args.threads, soft, bos_id)
                 grad_norm = clip_grad_norm(grads, args.grad_clip)
                 optimizer.step(grads, lr)
                 step += 1
