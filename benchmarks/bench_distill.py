@@ -162,7 +162,7 @@ def widen_context(run: dict, args) -> dict:
     first = Path(run["out"])
     saved = load_checkpoint(first).train_args
     batch = args.widen_batch or max(1, saved["batch_size"] * saved["seq_len"] // args.widen_to)
-    separate = "-sep" if args.separate_documents else ""
+    separate = "-sep" if args.separate_documents != "none" else ""
     out = first.parent / (f"{first.name}-ctx{args.widen_to}-b{batch}{separate}-"
                           f"{args.widen_steps}more")
     if not checkpoint_path(out).exists():
@@ -175,7 +175,7 @@ def widen_context(run: dict, args) -> dict:
     started = time.perf_counter()
     if load_checkpoint(out).step < steps:
         training.resume(out, steps=steps, seq_len=args.widen_to, eval_every=steps,
-                        batch_size=batch, separate_documents=args.separate_documents)
+                        batch_size=batch, separate_documents=args.separate_documents != "none")
     trained = time.perf_counter() - started
     model, tokenizer = load_model(out)
     result = evaluate(model, tokenizer, valid_documents(), batch_size=16)
@@ -262,9 +262,10 @@ def long_run(args) -> dict:
     weight = {"proj": args.kd_weight, "exact": args.exact_kd_weight}.get(weight, weight)
     tokenizer, stats = prepared(root, choice, args, free=args.free, student=LONG_STUDENT,
                                 undecided=undecided)
-    run = train_run(root, f"long-{args.long_arm}-free{args.free}",
+    separate = args.separate_documents == "all"
+    run = train_run(root, f"long-{args.long_arm}-free{args.free}" + ("-sep" if separate else ""),
                     data_dir(root, choice, args.free, undecided), tokenizer, args.seeds[0],
-                    weight, args, student=LONG_STUDENT)
+                    weight, args, student=dict(LONG_STUDENT, separate_documents=separate))
     result = {"settings": vars(args), "run": run, "stats": stats, "teacher_bpb": teacher_bpb(),
               # windows of seq_len predicted tokens, as the student's (+1: the <bos>)
               "teacher_bpb_at_student_context": teacher_bpb(LONG_STUDENT["seq_len"] + 1)}
@@ -302,8 +303,9 @@ def main():
     parser.add_argument("--widen-batch", type=int, default=0,
                         help="windows per step while widening [default: as many tokens per "
                              "step as before]")
-    parser.add_argument("--separate-documents", action="store_true",
-                        help="while widening: attend within each document of a window only")
+    parser.add_argument("--separate-documents", choices=["none", "widening", "all"],
+                        default="none", help="with --long: attend within each document of a "
+                        "window only, while widening or from the first step")
     parser.add_argument("--out", default="runs/bench_distill")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
