@@ -135,10 +135,7 @@ def train_run(root: Path, name: str, files: Path, tokenizer, seed: int, kd_weigh
     kd = f"-w{kd_weight}-T{args.temperature}" if kd_weight else ""   # T only matters with KD
     out = root / (f"{name}-f{args.train_fraction}{kd}-lr{student['lr']}-{args.steps}steps"
                   f"-seed{seed}")
-    out.mkdir(parents=True, exist_ok=True)
-    for path in files.iterdir():
-        if path.name.startswith(("train.", "val.")) and not (out / path.name).exists():
-            (out / path.name).symlink_to(path.resolve())
+    link_token_files(files, out)
     targs = training.TrainArgs(data=[str(TRAIN)], val_data=[str(VALID)], out=str(out),
                                steps=args.steps, seed=seed, kd_weight=kd_weight,
                                temperature=args.temperature, eval_every=args.steps,
@@ -156,22 +153,28 @@ def train_run(root: Path, name: str, files: Path, tokenizer, seed: int, kd_weigh
             "seconds": time.perf_counter() - started, "out": str(out)}
 
 
+def link_token_files(source: Path, out: Path) -> None:
+    """The token files (and the teacher's targets beside them) of `source`, linked into out."""
+    out.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if path.name.startswith(("train.", "val.")) and not (out / path.name).exists():
+            (out / path.name).symlink_to(path.resolve())
+
+
 def widen_context(run: dict, args) -> dict:
     """A trained run's student trained --widen-steps more on --widen-batch windows of
     --widen-to tokens, in a copy of its folder; scored with that context."""
     first = Path(run["out"])
-    saved = load_checkpoint(first).train_args
+    trained_first = load_checkpoint(first)
+    saved = trained_first.train_args
     batch = args.widen_batch or max(1, saved["batch_size"] * saved["seq_len"] // args.widen_to)
     separate = "-sep" if args.separate_documents != "none" else ""
     out = first.parent / (f"{first.name}-ctx{args.widen_to}-b{batch}{separate}-"
                           f"{args.widen_steps}more")
     if not checkpoint_path(out).exists():
-        out.mkdir(parents=True, exist_ok=True)
-        for path in first.iterdir():
-            if path.name.startswith(("train.", "val.")):
-                (out / path.name).symlink_to(path.resolve())
+        link_token_files(first, out)
         shutil.copy2(checkpoint_path(first), checkpoint_path(out))
-    steps = load_checkpoint(first).step + args.widen_steps
+    steps = trained_first.step + args.widen_steps
     started = time.perf_counter()
     if load_checkpoint(out).step < steps:
         training.resume(out, steps=steps, seq_len=args.widen_to, eval_every=steps,

@@ -65,6 +65,16 @@ def test_rope_rotates_interleaved_pairs():
     np.testing.assert_allclose(y, [np.cos(a), np.sin(a), -2 * np.sin(b), 2 * np.cos(b)])
 
 
+def check_attention(q, k, v, mask, rng):
+    w = rng.standard_normal(q.shape)
+    _, cache = ops.attention_forward(q, k, v, mask)
+    d_q, d_k, d_v = ops.attention_backward(w.copy(), cache)
+    f = lambda: np.sum(ops.attention_forward(q, k, v, mask)[0] * w)
+    check(d_q, f, q)
+    check(d_k, f, k)
+    check(d_v, f, v)
+
+
 @pytest.mark.parametrize("n_heads,n_kv_heads,T,T_keys", [(4, 2, 5, 5), (3, 3, 4, 4), (2, 1, 1, 1),
                                                          (4, 2, 2, 6), (2, 1, 7, 7), (2, 2, 3, 8)])
 def test_attention(rng, monkeypatch, n_heads, n_kv_heads, T, T_keys):
@@ -74,13 +84,7 @@ def test_attention(rng, monkeypatch, n_heads, n_kv_heads, T, T_keys):
     k = rng.standard_normal((2, T_keys, n_kv_heads, S))
     v = rng.standard_normal((2, T_keys, n_kv_heads, S))
     mask = ops.causal_mask(T, T_keys, n_heads // n_kv_heads, np.float64)
-    w = rng.standard_normal(q.shape)
-    _, cache = ops.attention_forward(q, k, v, mask)
-    d_q, d_k, d_v = ops.attention_backward(w.copy(), cache)
-    f = lambda: np.sum(ops.attention_forward(q, k, v, mask)[0] * w)
-    check(d_q, f, q)
-    check(d_k, f, k)
-    check(d_v, f, v)
+    check_attention(q, k, v, mask, rng)
 
 
 def test_attention_within_documents(rng, monkeypatch):
@@ -92,13 +96,7 @@ def test_attention_within_documents(rng, monkeypatch):
     q = rng.standard_normal((2, T, 4, S))
     k, v = (rng.standard_normal((2, T, 2, S)) for _ in range(2))
     mask = ops.document_mask(tokens, BOS, 2, np.float64)
-    w = rng.standard_normal(q.shape)
-    _, cache = ops.attention_forward(q, k, v, mask)
-    d_q, d_k, d_v = ops.attention_backward(w.copy(), cache)
-    f = lambda: np.sum(ops.attention_forward(q, k, v, mask)[0] * w)
-    check(d_q, f, q)
-    check(d_k, f, k)
-    check(d_v, f, v)
+    check_attention(q, k, v, mask, rng)
     y = ops.attention_forward(q, k, v, mask)[0]
     for first, end in ((0, 1), (1, 4), (4, 7)):       # the first row's three documents alone
         alone = ops.attention_forward(q[:1, first:end], k[:1, first:end], v[:1, first:end],
