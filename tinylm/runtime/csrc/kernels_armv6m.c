@@ -1,6 +1,7 @@
 /* Kernels for the Cortex-M0+ (ARMv6-M: the RP2040), in assembly: the pair kernel, rows of 64
    columns four at a time and other pairs of rows in one pass each, and the sampler's weights.
    The rest is the portable C of kernels_pairs.h and kernels_portable.h. */
+#define OWN_ENTRY_POINTS   /* below: tlm_product_rows, tlm_exp_weights */
 #include "kernels_pairs.h"
 
 const int tlm_packed_pairs = 1;

@@ -1,6 +1,6 @@
 /* The int8 rows through the pair kernel (matvec in tinylm.c), in portable C around the kernel
    itself, tlm_pair_sums, which each file that includes this defines: in C (kernels_portable.c)
-   or in assembly. */
+   or in assembly (kernels_rv32im.c); and, at the end, the entry points both files share. */
 #ifndef TINYLM_KERNELS_PAIRS_H
 #define TINYLM_KERNELS_PAIRS_H
 
@@ -61,5 +61,27 @@ static void packed_rows(const product *p, uint32_t first, uint32_t end, int32_t 
     }
     if (i < end) pair_rows(p, i, 1, sums);   /* a last odd row goes with itself */
 }
+
+/* The entry points of kernels_portable.c and kernels_rv32im.c, which differ only in their pair
+   kernel (a build links one kernel file; kernels_armv6m.c, which has entry points of its own,
+   defines OWN_ENTRY_POINTS before it includes this): rows first..end-1, int4 rows through the
+   nibble kernel and int8 rows two at a time through the pair kernel when the input is packed,
+   else int8 rows by plain dots and int4 rows byte by byte; and the softmax weights in C. */
+#ifndef OWN_ENTRY_POINTS
+const int tlm_packed_pairs = 1;
+
+void tlm_product_rows(const product *p, uint32_t first, uint32_t end) {
+    if (p->nibbles) nibble_rows(p, first, end);
+    else if (p->pairs) {
+        int32_t sums[PAIR_SUMS];
+        packed_rows(p, first, end, sums);
+    } else if (p->row_bytes == p->cols) int8_rows(p, first, end);
+    else int4_rows(p, first, end);
+}
+
+uint64_t tlm_exp_weights(int32_t *logits, uint32_t n, int32_t top, const int32_t *table) {
+    return exp_weights(logits, n, top, table);
+}
+#endif
 
 #endif

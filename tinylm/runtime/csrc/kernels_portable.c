@@ -5,8 +5,6 @@
    pair kernel, whose packed sums come from the C below. */
 #include "kernels_pairs.h"
 
-const int tlm_packed_pairs = 1;
-
 /* The pair kernel (kernels_pairs.h), shaped for a core such as rv32's, which has no
    register-plus-register addressing and no multiply-add: three pointers (the two rows, the
    input) step together, each input word loaded once serves both rows, and a step takes two
@@ -51,20 +49,4 @@ void tlm_pair_sums(const uint8_t *restrict rows, const int32_t *restrict x,
             in += 4, row0 += 2, row1 += 2;
         }
     }
-}
-
-/* Rows first..end-1: int4 rows through the nibble kernel and int8 rows two at a time through
-   the pair kernel when the input is packed, else int8 rows by plain dots and int4 rows byte by
-   byte. */
-void tlm_product_rows(const product *p, uint32_t first, uint32_t end) {
-    if (p->nibbles) nibble_rows(p, first, end);
-    else if (p->pairs) {
-        int32_t sums[PAIR_SUMS];
-        packed_rows(p, first, end, sums);
-    } else if (p->row_bytes == p->cols) int8_rows(p, first, end);
-    else int4_rows(p, first, end);
-}
-
-uint64_t tlm_exp_weights(int32_t *logits, uint32_t n, int32_t top, const int32_t *table) {
-    return exp_weights(logits, n, top, table);
 }

@@ -2,8 +2,6 @@
    of kernels_pairs.h and kernels_portable.h. */
 #include "kernels_pairs.h"
 
-const int tlm_packed_pairs = 1;
-
 /* The pair kernel (kernels_pairs.h). RV32IM: one instruction a cycle, 31 registers, no
    register-plus-register addressing. A word of both rows takes 24 instructions: the input's
    two words loaded once, then per row a load, xor, shift, two ands, two muls, two shifts
@@ -55,17 +53,3 @@ __asm__(
     "8: lw s0, 0(sp)\n lw s1, 4(sp)\n lw s2, 8(sp)\n addi sp, sp, 16\n"
     "9: ret\n"
     " .size tlm_pair_sums, .-tlm_pair_sums\n");
-
-/* Rows first..end-1 as in kernels_portable.c, with the pair kernel above. */
-void tlm_product_rows(const product *p, uint32_t first, uint32_t end) {
-    if (p->nibbles) nibble_rows(p, first, end);
-    else if (p->pairs) {
-        int32_t sums[PAIR_SUMS];
-        packed_rows(p, first, end, sums);
-    } else if (p->row_bytes == p->cols) int8_rows(p, first, end);
-    else int4_rows(p, first, end);
-}
-
-uint64_t tlm_exp_weights(int32_t *logits, uint32_t n, int32_t top, const int32_t *table) {
-    return exp_weights(logits, n, top, table);
-}
