@@ -227,7 +227,7 @@ def compare(args) -> dict:
     arms = {name: ARMS[name] for name in args.arms}
     data = {(choice, undecided): prepared(root, choice, args, undecided=undecided)
             for choice, undecided, _ in arms.values()}
-    student = dict(STUDENT, lr=args.lr)
+    student = dict(STUDENT, lr=args.lr or STUDENT["lr"])
     documents = held_out_documents(root) if args.tune else None
     runs = []
     for seed in args.seeds:
@@ -268,7 +268,8 @@ def long_run(args) -> dict:
     separate = args.separate_documents == "all"
     run = train_run(root, f"long-{args.long_arm}-free{args.free}" + ("-sep" if separate else ""),
                     data_dir(root, choice, args.free, undecided), tokenizer, args.seeds[0],
-                    weight, args, student=dict(LONG_STUDENT, separate_documents=separate))
+                    weight, args, student=dict(LONG_STUDENT, separate_documents=separate,
+                                               lr=args.lr or LONG_STUDENT["lr"]))
     result = {"settings": vars(args), "run": run, "stats": stats, "teacher_bpb": teacher_bpb(),
               # windows of seq_len predicted tokens, as the student's (+1: the <bos>)
               "teacher_bpb_at_student_context": teacher_bpb(LONG_STUDENT["seq_len"] + 1)}
@@ -286,7 +287,9 @@ def main():
     parser.add_argument("--kd-weight", type=float, default=0.8, help="of the projected KD")
     parser.add_argument("--exact-kd-weight", type=float, default=1.0,
                         help="of KD with the teacher's tokenizer")
-    parser.add_argument("--lr", type=float, default=STUDENT["lr"])
+    parser.add_argument("--lr", type=float, default=None,
+                        help=f"peak learning rate [default: {STUDENT['lr']}, with --long "
+                             f"{LONG_STUDENT['lr']}]")
     parser.add_argument("--train-fraction", type=float, default=0.25,
                         help="train on this first fraction of the (not held-out) stories")
     parser.add_argument("--tune", action="store_true",
