@@ -91,10 +91,16 @@ class Settings:
         path = Path(out) / SETTINGS_FILE
         if not path.exists():
             raise FileNotFoundError(f"{out} holds no search ({SETTINGS_FILE} is missing)")
-        fields = json.loads(path.read_text())
-        if "lr" in fields:      # made before the learning rate was searched: it had one
-            fields["lrs"] = [fields.pop("lr")]
-        return cls(**dict(fields, out=str(out)))
+        return cls(**dict(with_lrs(json.loads(path.read_text())), out=str(out)))
+
+
+def with_lrs(fields: dict) -> dict:
+    """Settings saved before the learning rate was searched had one, "lr": as "lrs"."""
+    if "lr" not in fields:
+        return fields
+    fields = dict(fields, lrs=[fields["lr"]])
+    del fields["lr"]
+    return fields
 
 
 MAY_DIFFER = ("out", "storage", "trials", "sampler", "jobs", "threads")

@@ -36,7 +36,7 @@ from . import costs
 from .candidate import Candidate, Check
 from .corpus import characters
 from .measure import TARGETS
-from .settings import Settings, differences
+from .settings import Settings, differences, with_lrs
 from .space import problem, suggest, suggest_lr, vocab_choices
 
 HEARTBEAT, GRACE = 20, 120           # seconds
@@ -82,9 +82,7 @@ def open_study(settings: Settings, worker: int = 0, heartbeat=(HEARTBEAT, GRACE)
                            directions=DIRECTIONS, sampler=sampler(settings, worker),
                            load_if_exists=True)
     mine, theirs = settings.fixed(), study.user_attrs.get("settings")
-    if theirs is not None and "lr" in theirs:     # made before the learning rate was searched
-        theirs = {**theirs, "lrs": [theirs["lr"]]}
-        del theirs["lr"]
+    theirs = theirs and with_lrs(theirs)
     if theirs is None:
         study.set_user_attr("settings", mine)
     elif differences(mine, theirs):
