@@ -2,7 +2,8 @@
    logits of this one (tests/test_two_cores.py on the host; the emulators' tests hold the
    RP2040 and RV32 builds to the NumPy engine, which is this arithmetic too), and a CPU without
    a kernel file of its own (the Xtensa ESP32 and ESP32-S3) runs it. int8 rows go through the
-   pair kernel, whose packed sums come from the C below. */
+   pair kernel, whose packed sums come from the C below; the entry points (tlm_product_rows,
+   tlm_exp_weights) are at the end of kernels_pairs.h, shared with kernels_rv32im.c. */
 #include "kernels_pairs.h"
 
 /* The pair kernel (kernels_pairs.h), shaped for a core such as rv32's, which has no
