@@ -27,7 +27,8 @@ Everything is kept in --out, and a rerun reuses what is there (targets, token fi
 runs). The student learns on windows of 128 tokens; the teacher is scored with its own 512 and,
 for a like-for-like figure, with 128 too. --widen-steps N then trains N more steps on windows
 of --widen-to tokens (resuming with a longer context: `tinylm train --resume --seq-len`) and
-scores the student with that context.
+scores the student with that context. With the teacher's tokenizer (kd-teacher) it ends with
+where the student falls behind: both models' nats per token by position in the document.
 """
 from __future__ import annotations
 
@@ -197,6 +198,38 @@ def teacher_bpb(context: int | None = None) -> float:
     return load_teacher(str(TEACHER)).bits_per_byte(valid_documents(), context=context)
 
 
+POSITIONS = (0, 32, 64, 128, 256)   # the buckets of gap_by_position: first predicted token's
+
+
+def gap_by_position(student_dir: str) -> list[dict]:
+    """Where the student falls behind its teacher: the mean nats per token of each on the test
+    documents (each from <bos>, as many predicted tokens as the student's context), by the
+    predicted token's position in its document. Student and teacher share the teacher's
+    tokenizer (kd-teacher)."""
+    import torch
+
+    from teacher.load import load_teacher
+    teacher = load_teacher(str(TEACHER))
+    model, tokenizer = load_model(student_dir)
+    sums = np.zeros((len(POSITIONS), 3))          # student nats, teacher nats, tokens
+    for document in valid_documents():
+        ids = np.array(tokenizer.encode(document, bos=True)[:model.config.max_seq_len + 1])
+        if len(ids) < 2:
+            continue
+        logits = model.logits(ids[None, :-1])[0].astype(np.float64)
+        logits -= logits.max(axis=-1, keepdims=True)
+        student = np.log(np.exp(logits).sum(axis=-1)) - logits[np.arange(len(ids) - 1), ids[1:]]
+        with torch.no_grad():
+            logprobs = torch.log_softmax(teacher.model(input_ids=torch.tensor(ids[None])).logits[
+                0, :-1].float(), dim=-1)
+        mine = -logprobs.gather(1, torch.tensor(ids[1:, None]))[:, 0].numpy()
+        bucket = np.searchsorted(POSITIONS, np.arange(len(student)), side="right") - 1
+        for b in range(len(POSITIONS)):
+            sums[b] += student[bucket == b].sum(), mine[bucket == b].sum(), (bucket == b).sum()
+    return [{"from": first, "tokens": int(n), "student": float(s / n), "teacher": float(t / n)}
+            for first, (s, t, n) in zip(POSITIONS, sums) if n]
+
+
 def kd_step_cost(files: Path, tokenizer, args, repeats: int = 20) -> dict:
     """Median seconds of a plain and of a KD training step (forward, backward, AdamW), on the
     same batches, alternating so that other load on the machine slows both alike."""
@@ -275,6 +308,8 @@ def long_run(args) -> dict:
               "teacher_bpb_at_student_context": teacher_bpb(LONG_STUDENT["seq_len"] + 1)}
     if args.widen_steps:
         result["widened"] = widen_context(run, args)
+    if args.long_arm == "kd-teacher":
+        result["by_position"] = gap_by_position(result.get("widened", run)["out"])
     return result
 
 
@@ -329,6 +364,11 @@ def main():
         if "widened" in result:
             print(f"widened to context {args.widen_to} for {args.widen_steps} more steps: "
                   f"{result['widened']['bpb']:.4f} bits/byte")
+        print("\n| predicted positions | tokens | student nats/token | teacher | student / "
+              "teacher |\n|---|---:|---:|---:|---:|")
+        for row in result.get("by_position", []):
+            print(f"| {row['from']}- | {row['tokens']:,} | {row['student']:.4f} | "
+                  f"{row['teacher']:.4f} | {row['student'] / row['teacher']:.3f} |")
     else:
         print("| run | parameters | val bits/byte, mean | min | max |\n|---|---:|---:|---:|---:|")
         for name, s in result["summary"].items():
