@@ -12,6 +12,10 @@ framework, as the growth of resident memory over the step loop. The CPU, the BLA
 framework runs and the load average before and after are printed with the figures.
 
     python benchmarks/bench_train.py [--steps 20] [--threads 2] [--models benchmark 8k] [--json]
+
+Also, for the benchmark model, the cost of attending within documents only (`tinylm train
+--separate-documents`: a mask built from each batch's <bos> tokens) against the plain causal
+mask, steps alternating the same way on batches of ~200-token documents.
 """
 from __future__ import annotations
 
@@ -83,6 +87,28 @@ def torch_stepper(config, params, threads):
 
 
 STEPPERS = {"tinylm": tinylm_stepper, "pytorch": torch_stepper}
+BOS, DOCUMENT = 1, 200       # separate_documents_cost: a <bos> every DOCUMENT tokens or so
+
+
+def separate_documents_cost(args) -> dict:
+    """Median step time of the benchmark model with the causal mask and with the document
+    mask, on the same batches, steps alternating."""
+    config, batch = MODELS["benchmark"]
+    model = Transformer.initialize(config, seed=0)
+    data = batches(config, batch, args.warmup + args.steps)
+    rng = np.random.default_rng(1)
+    for tokens, _ in data:
+        tokens[rng.random(tokens.shape) < 1 / DOCUMENT] = BOS
+    times = {"causal": [], "documents": []}
+    for i, (tokens, targets) in enumerate(data):
+        for mask, bos_id in (("causal", None), ("documents", BOS)):
+            start = time.perf_counter()
+            model.loss_and_grads(tokens, targets, args.threads, bos_id=bos_id)
+            if i >= args.warmup:
+                times[mask].append(time.perf_counter() - start)
+    ms = {mask: float(np.median(t)) * 1e3 for mask, t in times.items()}
+    return {"causal_step_ms": ms["causal"], "documents_step_ms": ms["documents"],
+            "ratio": ms["documents"] / ms["causal"]}
 
 
 def memory_kb(field):
@@ -169,6 +195,7 @@ def main():
     result = {**machine(torch), "threads": args.threads, "steps": args.steps,
               "load_before": os.getloadavg()[0]}
     result["models"] = {name: run_model(name, args) for name in args.models}
+    result["separate_documents"] = separate_documents_cost(args)
     result["load_after"] = os.getloadavg()[0]
     if args.json:
         print(json.dumps(result))
@@ -188,6 +215,10 @@ def main():
             label = ""
         print(f"{'':22} tinylm / pytorch: {r['speed_ratio']:.2f}x (max loss difference "
               f"{r['max_loss_difference']:.1e})")
+    cost = result["separate_documents"]
+    print(f"benchmark model, tinylm, forward + backward: {cost['causal_step_ms']:.2f} ms a step "
+          f"with the causal mask, {cost['documents_step_ms']:.2f} attending within documents "
+          f"({cost['ratio']:.2f}x)")
 
 
 if __name__ == "__main__":
