@@ -198,7 +198,7 @@ def teacher_bpb(context: int | None = None) -> float:
     return load_teacher(str(TEACHER)).bits_per_byte(valid_documents(), context=context)
 
 
-POSITIONS = (0, 32, 64, 128, 256)   # the buckets of gap_by_position: first predicted token's
+POSITIONS = (0, 32, 64, 128, 256)   # where gap_by_position's buckets of positions begin
 
 
 def gap_by_position(student_dir: str) -> list[dict]:
@@ -218,14 +218,16 @@ def gap_by_position(student_dir: str) -> list[dict]:
             continue
         logits = model.logits(ids[None, :-1])[0].astype(np.float64)
         logits -= logits.max(axis=-1, keepdims=True)
-        student = np.log(np.exp(logits).sum(axis=-1)) - logits[np.arange(len(ids) - 1), ids[1:]]
+        student_nats = (np.log(np.exp(logits).sum(axis=-1))
+                        - logits[np.arange(len(ids) - 1), ids[1:]])
         with torch.no_grad():
             logprobs = torch.log_softmax(teacher.model(input_ids=torch.tensor(ids[None])).logits[
                 0, :-1].float(), dim=-1)
-        mine = -logprobs.gather(1, torch.tensor(ids[1:, None]))[:, 0].numpy()
-        bucket = np.searchsorted(POSITIONS, np.arange(len(student)), side="right") - 1
+        teacher_nats = -logprobs.gather(1, torch.tensor(ids[1:, None]))[:, 0].numpy()
+        bucket = np.searchsorted(POSITIONS, np.arange(len(student_nats)), side="right") - 1
         for b in range(len(POSITIONS)):
-            sums[b] += student[bucket == b].sum(), mine[bucket == b].sum(), (bucket == b).sum()
+            here = bucket == b
+            sums[b] += student_nats[here].sum(), teacher_nats[here].sum(), here.sum()
     return [{"from": first, "tokens": int(n), "student": float(s / n), "teacher": float(t / n)}
             for first, (s, t, n) in zip(POSITIONS, sums) if n]
 
@@ -364,8 +366,9 @@ def main():
         if "widened" in result:
             print(f"widened to context {args.widen_to} for {args.widen_steps} more steps: "
                   f"{result['widened']['bpb']:.4f} bits/byte")
-        print("\n| predicted positions | tokens | student nats/token | teacher | student / "
-              "teacher |\n|---|---:|---:|---:|---:|")
+        if "by_position" in result:
+            print("\n| predicted positions | tokens | student nats/token | teacher | student / "
+                  "teacher |\n|---|---:|---:|---:|---:|")
         for row in result.get("by_position", []):
             print(f"| {row['from']}- | {row['tokens']:,} | {row['student']:.4f} | "
                   f"{row['teacher']:.4f} | {row['student'] / row['teacher']:.3f} |")
